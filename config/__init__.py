@@ -1,0 +1,1 @@
+"""Contracts shared by the receiver and the workers: settings, the config file, the event model."""

@@ -1,0 +1,63 @@
+"""Reading stored events and appending to their timelines (synchronous Redis, for the workers
+and the command line; the receiver writes new events in :mod:`receiver.ingest`)."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from config import keys
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    ref: str
+    event: dict[str, Any]
+    timeline: list[dict[str, Any]]
+
+
+def append(conn: "Redis", event_ref: str, stage: str, **fields: Any) -> bool:
+    """Add an entry to the event's timeline; ``False`` if the event is no longer kept.
+
+    ``RPUSHX`` appends only to a timeline that exists, so an entry for an expired event does
+    not leave a key behind without a TTL.
+    """
+    entry = {"at": datetime.now(UTC).isoformat(), "stage": stage, **fields}
+    return bool(conn.rpushx(keys.timeline(event_ref), json.dumps(entry, default=str)))
+
+
+def load(conn: "Redis", event_ref: str) -> StoredEvent | None:
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.get(keys.event(event_ref))
+        pipe.lrange(keys.timeline(event_ref), 0, -1)
+        record, timeline = pipe.execute()
+    if record is None:
+        return None
+    return StoredEvent(event_ref, json.loads(record), [json.loads(e) for e in timeline])
+
+
+def recent(conn: "Redis", limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """The newest events first, as stored (events past their retention are skipped)."""
+    refs = conn.zrevrange(keys.EVENT_INDEX, offset, offset + limit - 1)
+    if not refs:
+        return []
+    records = conn.mget([keys.event(r.decode() if isinstance(r, bytes) else str(r)) for r in refs])
+    return [json.loads(r) for r in records if r is not None]
+
+
+def find(conn: "Redis", event_id: str, source: str | None = None) -> list[str]:
+    """Refs of stored events with this id: in ``source``, or in any source."""
+    if source is not None:
+        ref = keys.ref(source, event_id)
+        return [ref] if conn.exists(keys.event(ref)) else []
+    if ":" in event_id and conn.exists(keys.event(event_id)):
+        return [event_id]  # already a ref
+    pattern = keys.event("*:" + _glob_escape(event_id))
+    prefix = len(keys.event(""))
+    return sorted(k.decode()[prefix:] for k in conn.scan_iter(match=pattern, count=1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,66 @@
+"""The canonical event: what every Etlworks webhook is normalized into, and what rules match on."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal[
+    "flow.succeeded",
+    "flow.warning",
+    "flow.failed",
+    "flow.canceled",
+    "flow.running",
+    "flow.timeout",
+    "join.expired",
+    "resource.changed",
+    "other",
+]
+Status = Literal["queued", "running", "success", "warning", "error", "canceled"]
+
+LABELS = (
+    "id",
+    "source",
+    "event",
+    "kind",
+    "status",
+    "flow_id",
+    "flow_name",
+    "audit_id",
+    "webhook_id",
+    "entity_id",
+    "entity_url",
+    "error",
+)
+"""The single-valued labels rules can match on (``tags`` matches if any tag does)."""
+
+
+class Event(BaseModel):
+    """One received (or synthetic) event. Everything except ``raw`` is a matchable label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    event: str
+    kind: Kind
+    status: Status | None = None
+    flow_id: str | None = None
+    flow_name: str | None = None
+    audit_id: str | None = None
+    webhook_id: str | None = None
+    entity_id: str | None = None
+    entity_url: str | None = None
+    tags: list[str] = []
+    params: dict[str, str] = {}
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    sent_at: datetime | None = None
+    received_at: datetime
+    raw: Any = None
+
+    def labels(self) -> dict[str, str]:
+        """The event's single-valued labels, absent ones as empty strings."""
+        return {name: str(getattr(self, name) or "") for name in LABELS}

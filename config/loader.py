@@ -1,0 +1,134 @@
+"""Load and validate the config file, with errors that point at file, line and key path:
+
+flowhooks.yaml:12: sources.prod.verify[0].hmac.algorithm: must be one of sha1, sha256, sha512
+"""
+
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from config.schema import Config
+
+Path_ = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The config cannot be used. ``errors`` holds one ``file:line: path: message`` per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate the file at ``path``; raise :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse(text, str(path), os.environ if environ is None else environ, path.parent)
+
+
+def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) -> Config:
+    """Validate config ``text``; ``filename`` only labels messages. Raise :class:`ConfigError`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{filename}: invalid YAML: {exc}"]) from None
+    lines: dict[Path_, int] = {}
+    problems = list(_index(node, (), lines)) if node is not None else []
+    if problems:
+        raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in problems])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{filename}:1: the config must be a mapping with a sources: key"])
+    try:
+        return Config.model_validate(data, context={"environ": environ, "base_dir": base_dir})
+    except ValidationError as exc:
+        errors = sorted(
+            (_line(lines, err["loc"]), _format(err)) for err in exc.errors(include_input=False)
+        )
+        raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in errors]) from None
+
+
+def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Iterator[tuple[int, str]]:
+    """Record the line of every key path; yield (line, message) for duplicate keys."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                yield key.start_mark.line + 1, f"{dotted((*path, name))}: duplicate key"
+            seen.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            yield from _index(value, (*path, name), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _index(item, (*path, i), lines)
+
+
+def _line(lines: dict[Path_, int], loc: Path_) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def dotted(loc: Path_) -> str:
+    """``('sources', 'prod', 'verify', 0)`` → ``sources.prod.verify[0]``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format(err: ErrorDetails) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if loc and loc[-1] == "[key]":
+        return f"{dotted(loc[:-1])}: invalid name (letters, digits, _ . - only)"
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = f" (known: {', '.join(known)})" if known else ""
+        return f"{dotted(loc)}: unknown key{hint}"
+    if kind == "missing":
+        return f"{dotted(loc)}: required"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        return f"{dotted(loc)}: must be one of {', '.join(choices)}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{dotted(loc)}: {message[0].lower()}{message[1:]}" if loc else message
+
+
+def _known_keys(loc: Path_) -> list[str]:
+    """The keys the model at ``loc`` accepts, found by walking the schema's annotations."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            model = _unwrap_optional(field.annotation) if field else None
+        else:  # a list or dict: step into its item type
+            args = typing.get_args(model)
+            model = _unwrap_optional(args[-1]) if args else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return args[0] if is_union and len(args) == 1 else annotation

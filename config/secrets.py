@@ -1,0 +1,53 @@
+"""Secret references in the config file.
+
+A secret is never written in clear: it is ``"${VAR}"`` (an environment variable) or
+``{file: PATH}`` (a mounted file, relative to the config file's folder, trailing newline
+dropped). Both are resolved once, when the config loads, into :class:`pydantic.SecretStr`, whose
+repr and str hide the value. Error messages name the reference, never a value.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SecretStr, ValidationInfo
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+HINT = 'must be a secret reference: "${VAR}" or {file: PATH}'
+
+
+def resolve(value: Any, environ: Mapping[str, str], base_dir: Path) -> SecretStr:
+    """Resolve one reference; raise ``ValueError`` with a message fit for the user."""
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, str):
+        match = _ENV_REF.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"{HINT}, not a literal value")
+        name = match.group(1)
+        if name not in environ or environ[name] == "":
+            raise ValueError(f"environment variable {name} is not set")
+        return SecretStr(environ[name])
+    if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
+        path = base_dir / value["file"]
+        try:
+            text = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"secret file {path}: {exc.strerror or 'cannot be read'}") from None
+        if not text:
+            raise ValueError(f"secret file {path} is empty")
+        return SecretStr(text)
+    raise ValueError(HINT)
+
+
+def _validate(value: Any, info: ValidationInfo) -> SecretStr:
+    context = info.context or {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    base_dir: Path = context.get("base_dir", Path.cwd())
+    return resolve(value, environ, base_dir)
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_validate)]
+"""A config field holding a secret reference, resolved at load."""

@@ -1,0 +1,1 @@
+"""The ``flowhooks`` command: the composition root above the receiver and the workers."""

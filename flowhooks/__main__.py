@@ -1,0 +1,3 @@
+from flowhooks.cli import main
+
+main()

@@ -1,0 +1,179 @@
+"""``flowhooks``: serve, worker, dev, check-config, events, send-test."""
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import click
+import httpx
+import uvicorn
+from pydantic import ValidationError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from config import eventlog, logs
+from config.loader import ConfigError, load
+from config.schema import Config
+from config.settings import Settings
+from flowhooks.devserver import run_dev
+from flowhooks.sendtest import sample, sign
+from receiver.app import create_app
+from workers.worker import run as run_worker
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors(include_input=False):
+            name = "FLOWHOOKS_" + "_".join(str(p) for p in err["loc"]).upper()
+            click.echo(f"{name}: {err['msg']}", err=True)
+        sys.exit(2)
+
+
+def _config(path: Path) -> Config:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(2)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """flowhooks: receive Etlworks webhooks, keep every one, route them."""
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 (a server)
+@click.option("--port", default=8000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Run the receiver (the webhook endpoints, /healthz, /readyz, /metrics)."""
+    settings = _settings()
+    config = _config(settings.config)
+    logs.setup(settings.log_format, settings.log_level)
+    uvicorn.run(
+        create_app(settings, config),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+def worker(burst: bool, name: str | None) -> None:
+    """Run a worker on the flowhooks queue (with RQ's scheduler)."""
+    settings = _settings()
+    config = _config(settings.config)
+    logs.setup(settings.log_format, settings.log_level)
+    run_worker(settings, config, burst=burst, name=name)
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Receiver port.")
+@click.option("--data", default=".flowhooks", show_default=True, help="Where Redis keeps data.")
+def dev(port: int, data: str) -> None:
+    """Everything on one machine: an embedded Redis, the receiver and a worker."""
+    sys.exit(run_dev(port=port, data=Path(data)))
+
+
+@main.command("check-config")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def check_config(path: Path | None) -> None:
+    """Validate the config file (default: $FLOWHOOKS_CONFIG or flowhooks.yaml)."""
+    path = path or _settings().config
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok ({len(config.sources)} source(s): {', '.join(config.sources)})")
+
+
+@main.group()
+def events() -> None:
+    """Read stored events."""
+
+
+def _redis() -> Redis:
+    return Redis.from_url(_settings().redis_url.get_secret_value())
+
+
+@events.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def events_list(limit: int, as_json: bool) -> None:
+    """The newest events first."""
+    try:
+        rows = eventlog.recent(_redis(), limit)
+    except RedisError as exc:
+        _fail(f"cannot read events: {type(exc).__name__}: {exc}")
+    for event in rows:
+        if as_json:
+            click.echo(json.dumps(event))
+            continue
+        flow = f"flow {event['flow_id']} {event.get('flow_name') or ''}" if event["flow_id"] else ""
+        received = event["received_at"][:19].replace("T", " ")
+        click.echo(f"{received}  {event['source']:<12} {event['kind']:<15} {event['id']}  {flow}")
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--source", default=None, help="The source, when ids repeat across sources.")
+def events_show(event_id: str, source: str | None) -> None:
+    """An event and its timeline, as JSON."""
+    conn = _redis()
+    try:
+        refs = eventlog.find(conn, event_id, source)
+        if not refs:
+            _fail(f"no stored event with id {event_id!r}")
+        if len(refs) > 1:
+            _fail(f"{len(refs)} sources have an event {event_id!r}: name one with --source")
+        stored = eventlog.load(conn, refs[0])
+    except RedisError as exc:
+        _fail(f"cannot read events: {type(exc).__name__}: {exc}")
+    if stored is None:
+        _fail(f"no stored event with id {event_id!r}")
+    click.echo(json.dumps({"event": stored.event, "timeline": stored.timeline}, indent=2))
+
+
+@main.command("send-test")
+@click.option("--url", required=True, help="The receiver's base URL, e.g. http://127.0.0.1:8000")
+@click.option("--source", required=True, help="A source of the config; its checks sign the event.")
+@click.option("--event", "event_name", default="FLOW_FAILED", show_default=True)
+@click.option("--flow-id", default=12345, show_default=True)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+def send_test(
+    url: str, source: str, event_name: str, flow_id: int, config_path: Path | None
+) -> None:
+    """Post a realistic, signed Etlworks event to a running receiver."""
+    config = _config(config_path or _settings().config)
+    if source not in config.sources:
+        _fail(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
+    now = time.time()
+    body, headers = sample(event_name, flow_id, now)
+    headers |= sign(config.sources[source].verify, body, now)
+    endpoint = f"{url.rstrip('/')}/webhooks/{source}"
+    try:
+        response = httpx.post(
+            endpoint, content=body, headers={**headers, "Content-Type": "application/json"}
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"POST {endpoint}: {type(exc).__name__}: {exc}")
+    click.echo(f"POST {endpoint} -> {response.status_code} {response.text}")
+    if not response.is_success:
+        sys.exit(1)

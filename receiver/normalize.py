@@ -1,0 +1,297 @@
+"""Turn a verified Etlworks webhook into the canonical :class:`~config.events.Event`. Pure.
+
+Etlworks sends two families of payloads, as JSON or form-encoded bodies, or (for GET
+deliveries) only headers:
+
+* ``Flow.Executed`` style: ``{"eventId", "eventType", "webhookId", "entityId", "entity": {...},
+  "entityUrl": ".../v1/flows/{flowId}?auditId={auditId}", "timestamp": <ms>}``, the execution
+  status inside ``entity``;
+* ``FLOW_FAILED`` / ``FLOW_SUCCESS`` style: the event name says the outcome, the flow's fields at
+  the top level.
+
+Unknown shapes are kept whole in ``raw`` with ``kind`` ``other``: stored, never refused.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from config.events import Event, Kind, Status
+
+MAX_DEPTH = 64
+MAX_ID = 200
+ETL_HEADERS = ("event-id", "event", "id", "entity-id", "entity-url")
+"""The ``X-Etl-Webhook-*`` headers Etlworks sends with every delivery, GET or POST."""
+
+
+class UnsupportedMediaType(Exception):
+    """The body is neither JSON nor form-encoded (415)."""
+
+
+class Unparseable(Exception):
+    """The body claims a media type it does not parse as (400)."""
+
+
+def parse_body(content_type: str | None, body: bytes) -> Any:
+    """Decode a verified body: JSON or ``application/x-www-form-urlencoded``; ``None`` if empty."""
+    if not body:
+        return None
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            raise Unparseable("body is not valid JSON") from None
+    elif media == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (ValueError, UnicodeDecodeError):
+            raise Unparseable("body is not valid form data") from None
+        payload = {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
+    else:
+        raise UnsupportedMediaType(media or "no content type")
+    if _depth(payload) > MAX_DEPTH:
+        raise Unparseable(f"body nests deeper than {MAX_DEPTH} levels")
+    return payload
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def normalize(
+    source: str,
+    payload: Any,
+    *,
+    etl_headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+    delivery_id: str | None = None,
+) -> Event:
+    """Build the canonical event. ``etl_headers`` maps the suffixes of :data:`ETL_HEADERS`
+    (``event-id``, ``event``, …) to their values; ``delivery_id`` is a Standard Webhooks
+    ``webhook-id`` when the source uses that scheme. Never raises on odd payloads."""
+    top = payload if isinstance(payload, dict) else {}
+    entity = _mapping(top.get("entity"))
+    here = (entity, top)  # where execution details are looked for, most specific first
+    url = _text(etl_headers.get("entity-url")) or _text(top.get("entityUrl"))
+    name = (
+        _text(etl_headers.get("event"))
+        or _first_text((top,), "eventType", "event", "eventName", "type")
+        or "unknown"
+    )
+    status = _status(_first_text(here, "status", "executionStatus", "state"))
+    kind = _kind(name, status)
+    if status is None:
+        status = _STATUS_OF_KIND.get(kind)
+    started = _time(_first(here, "started", "startedAt", "startTime", "start"))
+    finished = _time(_first(here, "finished", "finishedAt", "endTime", "ended", "end"))
+    return Event(
+        id=_event_id(source, top, etl_headers, delivery_id, body),
+        source=source,
+        event=name,
+        kind=kind,
+        status=status,
+        flow_id=_first_text(here, "flowId", "flow_id") or _from_url(url, r"/flows/(\d+)"),
+        flow_name=_first_text(here, "flowName", "flow_name")
+        or (_first_text((entity,), "name") if name.startswith("Flow.") else None),
+        audit_id=_first_text(here, "auditId", "audit_id", "executionId")
+        or _from_url(url, r"[?&]auditId=([^&#]+)"),
+        webhook_id=_text(etl_headers.get("id")) or _first_text((top,), "webhookId"),
+        entity_id=_text(etl_headers.get("entity-id")) or _first_text((top,), "entityId"),
+        entity_url=url,
+        tags=_tags(_first(here, "tags", "flowTags")),
+        params=_params(_first(here, "params", "parameters", "runParameters")),
+        error=_first_text(here, "error", "errorMessage", "exception", "exceptionMessage")
+        if status in ("error", "warning", "canceled", None)
+        else None,
+        started_at=started,
+        finished_at=finished,
+        duration_ms=_duration(_first(here, "durationMs", "duration"), started, finished),
+        sent_at=_time(top.get("timestamp")),
+        received_at=received_at,
+        raw=payload,
+    )
+
+
+_EVENT_KINDS: dict[str, Kind] = {
+    "flow_failed": "flow.failed",
+    "flow_error": "flow.failed",
+    "flow_success": "flow.succeeded",
+    "flow_succeeded": "flow.succeeded",
+    "flow_completed": "flow.succeeded",
+    "flow_warning": "flow.warning",
+    "flow_canceled": "flow.canceled",
+    "flow_cancelled": "flow.canceled",
+    "flow_started": "flow.running",
+    "flow_running": "flow.running",
+    "flow_timeout": "flow.timeout",
+}
+_STATUS_KINDS: dict[Status, Kind] = {
+    "success": "flow.succeeded",
+    "warning": "flow.warning",
+    "error": "flow.failed",
+    "canceled": "flow.canceled",
+    "running": "flow.running",
+    "queued": "flow.running",
+}
+_STATUS_OF_KIND: dict[Kind, Status] = {
+    "flow.succeeded": "success",
+    "flow.warning": "warning",
+    "flow.failed": "error",
+    "flow.canceled": "canceled",
+    "flow.running": "running",
+}
+_STATUS_WORDS: dict[str, Status] = {
+    **{w: "success" for w in ("success", "succeeded", "successful", "ok", "completed", "done")},
+    **{w: "error" for w in ("error", "failed", "failure", "fail", "exception")},
+    **{w: "warning" for w in ("warning", "warnings", "success_with_warnings")},
+    **{w: "canceled" for w in ("canceled", "cancelled", "stopped", "killed", "aborted")},
+    **{w: "running" for w in ("running", "started", "in_progress", "executing")},
+    **{w: "queued" for w in ("queued", "pending", "scheduled", "waiting")},
+}
+
+
+def _kind(name: str, status: Status | None) -> Kind:
+    key = name.strip().lower().replace(".", "_").replace("-", "_")
+    if key in _EVENT_KINDS:
+        return _EVENT_KINDS[key]
+    if key.startswith("flow_execut") or key in ("flow_finished", "flow_ended"):
+        return _STATUS_KINDS.get(status, "other") if status else "other"
+    if re.fullmatch(r"[a-z]+_(created|updated|deleted|changed|enabled|disabled)", key):
+        return "resource.changed"
+    return "other"
+
+
+def _status(word: str | None) -> Status | None:
+    if word is None:
+        return None
+    return _STATUS_WORDS.get(word.strip().lower().replace(" ", "_").replace("-", "_"))
+
+
+def _event_id(
+    source: str,
+    top: Mapping[str, Any],
+    etl_headers: Mapping[str, str],
+    delivery_id: str | None,
+    body: bytes,
+) -> str:
+    given = (
+        _text(etl_headers.get("event-id"))
+        or _first_text((top,), "eventId", "event_id")
+        or _text(delivery_id)
+    )
+    if given and len(given) <= MAX_ID and given.isprintable():
+        return given
+    digest = hashlib.sha256(source.encode() + b"\n")
+    digest.update((given or "").encode())
+    digest.update(body or json.dumps(sorted(etl_headers.items())).encode())
+    return digest.hexdigest()[:32]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first(maps: Iterable[Mapping[str, Any]], *names: str) -> Any:
+    for mapping in maps:
+        for name in names:
+            value = mapping.get(name)
+            if value not in (None, "", [], {}):
+                return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int | float):
+        text = str(value).strip()
+        return text or None
+    return None
+
+
+def _first_text(maps: Iterable[Mapping[str, Any]], *names: str) -> str | None:
+    for mapping in maps:
+        for name in names:
+            text = _text(mapping.get(name))
+            if text is not None:
+                return text
+    return None
+
+
+def _from_url(url: str | None, pattern: str) -> str | None:
+    match = re.search(pattern, url or "")
+    return match.group(1) if match else None
+
+
+def _time(value: Any) -> datetime | None:
+    """Epoch seconds or milliseconds (above 10^12), or an ISO 8601 string, as UTC."""
+    try:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = value / 1000 if value > 10**12 else value
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def _duration(value: Any, started: datetime | None, finished: datetime | None) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**12:
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 13:
+        return int(value)
+    if started and finished and finished >= started:
+        return int((finished - started).total_seconds() * 1000)
+    return None
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = [v.get("name") if isinstance(v, dict) else v for v in value]
+    else:
+        return []
+    return [t for t in (_text(item) for item in items) if t]
+
+
+def _params(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        value = _mapping(value)
+    if isinstance(value, list):
+        pairs = [(p.get("name"), p.get("value")) for p in value if isinstance(p, dict)]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        return {}
+    out: dict[str, str] = {}
+    for key, val in pairs:
+        name = _text(key)
+        if name is not None:
+            out[name] = val if isinstance(val, str) else json.dumps(val)
+    return out

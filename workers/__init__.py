@@ -1,0 +1,1 @@
+"""The job side: RQ tasks named by string, routing, rendering, sinks and Etlworks actions."""
