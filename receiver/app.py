@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
@@ -81,6 +82,7 @@ class _Receiver:
         self.verifiers = {name: compile_checks(s.verify) for name, s in config.sources.items()}
         self.redis: Redis | None = None
         self.writer: EventWriter | None = None
+        self._counters: dict[tuple[str, str], Any] = {}
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -99,7 +101,7 @@ class _Receiver:
             retention=settings.event_retention,
             job_template=jobs.template(settings.job_timeout, settings.event_retention),
             deadline=settings.redis_timeout,
-            on_commit=self.metrics.commit_batch.observe,
+            on_commit=self._committed,
         )
         log.info(
             "receiver ready",
@@ -111,7 +113,19 @@ class _Receiver:
             await self.redis.aclose()
 
     def _count(self, source: str, outcome: str) -> None:
-        self.metrics.requests.labels(source, outcome).inc()
+        counter = self._counters.get((source, outcome))
+        if counter is None:
+            counter = self._counters[source, outcome] = self.metrics.requests.labels(
+                source, outcome
+            )
+        counter.inc()
+
+    def _committed(self, results: list[tuple[str, str]]) -> None:
+        """One log line per Redis round trip (group commit), naming every event it stored."""
+        self.metrics.commit_batch.observe(len(results))
+        stored = [ref for ref, first in results if not first]
+        duplicates = [ref for ref, first in results if first]
+        log.info("events stored", extra={"events": stored, "duplicates": duplicates})
 
     async def webhook(self, request: Request) -> Response:
         name = request.path_params["source"]
@@ -188,18 +202,10 @@ class _Receiver:
             retry = str(self.settings.retry_after)
             return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
-        extra = {
-            "source": name,
-            "event_id": written.id,
-            "kind": event.kind,
-            "flow_id": event.flow_id,
-        }
         if written.duplicate:
-            log.info("duplicate event", extra=extra)
             self.metrics.duplicates.labels(name).inc()
             self._count(name, "duplicate")
             return _reply(200, {"id": written.id, "duplicate": True})
-        log.info("event accepted", extra=extra)
         self._count(name, "accepted")
         return _reply(202, {"id": written.id})
 

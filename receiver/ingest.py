@@ -8,7 +8,9 @@ flight wait for the next one and share it: under load a round trip carries many 
 lone request pays for one round trip, never for a timer.
 
 :meth:`EventWriter.write` returns only after Redis has applied the script; the caller answers
-2xx only then. A Redis error or a write slower than the deadline raises :class:`Unavailable`.
+2xx only then. A Redis error or a round trip slower than the deadline raises
+:class:`Unavailable` in every request of that round trip; a request waits at most for the
+round trip in flight and its own, so about twice the deadline.
 """
 
 import asyncio
@@ -72,11 +74,15 @@ class Written:
 
 @dataclass
 class _Pending:
+    ref: str
     args: tuple[str | bytes, ...]
     done: "asyncio.Future[str]"
 
 
 class EventWriter:
+    """Group commit of events. ``on_commit`` hears of every round trip that succeeded, with a
+    ``(ref, first ref)`` pair per event, the first ref empty for a new event."""
+
     def __init__(
         self,
         redis: "Redis",
@@ -86,7 +92,7 @@ class EventWriter:
         job_template: dict[str, str | bytes | int],
         deadline: float,
         max_batch: int = 256,
-        on_commit: Callable[[int], None] = lambda n: None,
+        on_commit: Callable[[list[tuple[str, str]]], None] = lambda results: None,
     ) -> None:
         self._redis = redis
         self._script = redis.register_script(WRITE_EVENTS)
@@ -105,6 +111,7 @@ class EventWriter:
         """Write ``event`` with ``received`` as its first timeline entry; see the module doc."""
         ref = keys.ref(event.source, event.id)
         pending = _Pending(
+            ref,
             (
                 ref,
                 event.model_dump_json(),
@@ -115,16 +122,10 @@ class EventWriter:
             ),
             asyncio.get_running_loop().create_future(),
         )
-        # A caller that gave up no longer reads the outcome; retrieve it so none goes unread.
-        pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._pending.append(pending)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        try:
-            async with asyncio.timeout(self._deadline):
-                first = await asyncio.shield(pending.done)
-        except TimeoutError:
-            raise Unavailable("the write did not finish in time") from None
+        first = await pending.done
         if first:
             return Written(keys.split_ref(first)[1], duplicate=True)
         return Written(event.id, duplicate=False)
@@ -155,8 +156,9 @@ class EventWriter:
         for pending in batch:
             args.extend(pending.args)
         try:
-            replies = await self._script(args=args)
-        except RedisError as exc:
+            async with asyncio.timeout(self._deadline):
+                replies = await self._script(args=args)
+        except (RedisError, TimeoutError) as exc:
             for pending in batch:
                 if not pending.done.done():
                     pending.done.set_exception(Unavailable(type(exc).__name__))
@@ -166,7 +168,11 @@ class EventWriter:
                 if not pending.done.done():
                     pending.done.set_exception(Unavailable("the writer stopped"))
             raise
-        self._on_commit(len(batch))
-        for pending, reply in zip(batch, replies, strict=True):
+        results = [
+            (p.ref, r.decode() if isinstance(r, bytes) else r)
+            for p, r in zip(batch, replies, strict=True)
+        ]
+        for pending, (_, first) in zip(batch, results, strict=True):
             if not pending.done.done():
-                pending.done.set_result(reply.decode() if isinstance(reply, bytes) else reply)
+                pending.done.set_result(first)
+        self._on_commit(results)
