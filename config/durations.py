@@ -1,6 +1,7 @@
 """Durations as people write them in config files and environment variables: ``90s``, ``5m``,
 ``2h``, ``7d``, ``1h30m``, or a plain number of seconds."""
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -25,6 +26,8 @@ def parse_duration(value: Any) -> float:
         else:
             raise ValueError("must be a duration such as 30s, 5m, 2h or 7d")
     else:
+        raise ValueError("must be a duration such as 30s, 5m, 2h or 7d")
+    if not math.isfinite(seconds):
         raise ValueError("must be a duration such as 30s, 5m, 2h or 7d")
     if seconds < 0:
         raise ValueError("must not be negative")

@@ -35,23 +35,32 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}:{line}: not UTF-8 text"]) from None
     return parse(text, str(path), os.environ if environ is None else environ, path.parent)
 
 
 def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) -> Config:
     """Validate config ``text``; ``filename`` only labels messages. Raise :class:`ConfigError`."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node, data = _read_yaml(text)
+        lines: dict[Path_, int] = {}
+        problems = list(_index(node, (), lines, set())) if node is not None else []
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}: invalid YAML: {exc}"]) from None
-    lines: dict[Path_, int] = {}
-    problems = list(_index(node, (), lines)) if node is not None else []
+    except RecursionError:
+        raise ConfigError([f"{filename}: invalid YAML: nested too deeply"]) from None
     if problems:
         raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in problems])
+    if data is None:
+        raise ConfigError([f"{filename}:1: the config is empty: it needs a sources: key"])
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: the config must be a mapping with a sources: key"])
     try:
@@ -63,21 +72,56 @@ def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) 
         raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in errors]) from None
 
 
-def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Iterator[tuple[int, str]]:
-    """Record the line of every key path; yield (line, message) for duplicate keys."""
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a mapping key is the text written: ``on:`` and ``1:`` are the
+    names ``"on"`` and ``"1"``, not ``True`` and ``1``, and a list or mapping is no key."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name, not a list or mapping", key.start_mark
+                )
+            mapping[key.value] = self.construct_object(value, deep=deep)
+        return mapping
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data, read in one pass."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _index(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], seen: set[int]
+) -> Iterator[tuple[int, str]]:
+    """Record the line of every key path; yield (line, message) for duplicate keys.
+
+    A node reached again through an alias is not walked again: aliases of aliases would
+    otherwise cost exponential time (a "billion laughs" file), and a recursive one forever.
+    """
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        names: set[str] = set()
         for key, value in node.value:
             name = str(key.value)
-            if name in seen:
+            if name in names:
                 yield key.start_mark.line + 1, f"{dotted((*path, name))}: duplicate key"
-            seen.add(name)
+            names.add(name)
             lines[(*path, name)] = key.start_mark.line + 1
-            yield from _index(value, (*path, name), lines)
+            yield from _index(value, (*path, name), lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            yield from _index(item, (*path, i), lines)
+            yield from _index(item, (*path, i), lines, seen)
 
 
 def _line(lines: dict[Path_, int], loc: Path_) -> int:
@@ -109,8 +153,27 @@ def _format(err: ErrorDetails) -> str:
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
         return f"{dotted(loc)}: must be one of {', '.join(choices)}"
+    if kind in _MESSAGES:
+        return f"{dotted(loc)}: {_MESSAGES[kind]}"
+    if kind in ("too_short", "string_too_short") and (err.get("ctx") or {}).get("min_length") == 1:
+        return f"{dotted(loc)}: must not be empty"
     message = err["msg"].removeprefix("Value error, ")
     return f"{dotted(loc)}: {message[0].lower()}{message[1:]}" if loc else message
+
+
+_MESSAGES = {
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+}
+"""Pydantic's messages that would name our classes or its own types, said plainly."""
 
 
 def _known_keys(loc: Path_) -> list[str]:

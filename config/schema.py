@@ -2,9 +2,11 @@
 
 import base64
 import binascii
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,7 +21,16 @@ from config.secrets import Secret
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME)]
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("must be an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)")
+    return value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
 
 
 class Strict(BaseModel):
@@ -60,6 +71,13 @@ class StandardWebhooksCheck(Strict):
 class BasicCheck(Strict):
     username: str = Field(min_length=1)
     password: Secret
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, username: str) -> str:
+        if ":" in username:  # RFC 7617: the first colon ends the user-id
+            raise ValueError("must not contain a colon")
+        return username
 
 
 class HeaderTokenCheck(Strict):

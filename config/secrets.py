@@ -27,8 +27,10 @@ def resolve(value: Any, environ: Mapping[str, str], base_dir: Path) -> SecretStr
         if match is None:
             raise ValueError(f"{HINT}, not a literal value")
         name = match.group(1)
-        if name not in environ or environ[name] == "":
+        if name not in environ:
             raise ValueError(f"environment variable {name} is not set")
+        if environ[name] == "":
+            raise ValueError(f"environment variable {name} is empty")
         return SecretStr(environ[name])
     if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
         path = base_dir / value["file"]
@@ -36,6 +38,8 @@ def resolve(value: Any, environ: Mapping[str, str], base_dir: Path) -> SecretStr
             text = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ValueError(f"secret file {path}: {exc.strerror or 'cannot be read'}") from None
+        except UnicodeDecodeError:  # its message would quote the secret's bytes
+            raise ValueError(f"secret file {path} is not UTF-8 text") from None
         if not text:
             raise ValueError(f"secret file {path} is empty")
         return SecretStr(text)

@@ -1,10 +1,11 @@
 """Process settings, read from ``FLOWHOOKS_*`` environment variables when a process starts."""
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.durations import Duration
@@ -21,22 +22,43 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """May carry a password, hence a secret; log :attr:`redis_location` instead."""
     config: Path = Path("flowhooks.yaml")
-    max_body_bytes: int = 1 << 20
-    body_timeout: Duration = 10.0
+    max_body_bytes: int = Field(1 << 20, gt=0)
+    body_timeout: Duration = Field(10.0, gt=0)
     """How long a client may take to send its body before it gets a 408."""
-    dedup_ttl: Duration = 7 * DAY
-    event_retention: Duration = 7 * DAY
-    redis_timeout: Duration = 5.0
+    # Redis refuses an expiry of zero, so anything below the unit it is written in (ms for
+    # the dedup key, whole seconds for the event) would turn every write into a 503.
+    dedup_ttl: Duration = Field(7 * DAY, ge=0.001)
+    event_retention: Duration = Field(7 * DAY, ge=1)
+    redis_timeout: Duration = Field(5.0, gt=0)
     """How long the receiver waits for the durable write before answering 503."""
-    retry_after: int = 5
+    retry_after: int = Field(5, ge=0)
     """The ``Retry-After`` of a 503 answered while Redis cannot be written."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
-    job_timeout: Duration = 300.0
-    """The longest a worker job may run before RQ stops it."""
+    job_timeout: Duration = Field(300.0, ge=1)
+    """The longest a worker job may run before RQ stops it (whole seconds)."""
 
     @property
     def redis_location(self) -> str:
-        """``host:port/db`` of the Redis URL, safe to log."""
-        parts = urlsplit(self.redis_url.get_secret_value())
-        return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+        """``host:port/db`` of the Redis URL (``unix:PATH`` for a socket), safe to log.
+
+        No user or password, and nothing of a URL that does not split cleanly: an unescaped
+        ``/`` or ``@`` in a password moves part of it into what would be the port or path.
+        """
+        try:
+            parts = urlsplit(self.redis_url.get_secret_value())
+            port = parts.port or 6379
+        except ValueError:
+            return _INVALID
+        if "@" in parts.path:
+            return _INVALID
+        if parts.scheme == "unix":
+            return f"unix:{parts.path}"
+        host = parts.hostname
+        if not host or not re.fullmatch(r"(/\d*)?", parts.path):
+            return _INVALID
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{port}{parts.path if len(parts.path) > 1 else '/0'}"
+
+
+_INVALID = "(unparseable Redis URL)"

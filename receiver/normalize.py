@@ -44,33 +44,42 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
     if media == "application/json" or media.endswith("+json"):
         try:
             payload = json.loads(body)
-        except (ValueError, RecursionError):
+        except ValueError:
             raise Unparseable("body is not valid JSON") from None
+        except RecursionError:
+            raise Unparseable(f"body nests deeper than {MAX_DEPTH} levels") from None
     elif media == "application/x-www-form-urlencoded":
         try:
-            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+            text = body.decode("utf-8")
+            fields = parse_qs(text, keep_blank_values=True, strict_parsing=True, errors="strict")
         except (ValueError, UnicodeDecodeError):
             raise Unparseable("body is not valid form data") from None
         payload = {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
     else:
         raise UnsupportedMediaType(media or "no content type")
-    if _depth(payload) > MAX_DEPTH:
-        raise Unparseable(f"body nests deeper than {MAX_DEPTH} levels")
+    _check(payload)
     return payload
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check(payload: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` and text that is not Unicode: JSON's
+    ``\\ud800`` escapes can carry lone surrogates, which no UTF-8 encoder (and so no later
+    ``json.dumps`` of the event) accepts."""
+    stack = [(payload, 1)]
     while stack:
         item, level = stack.pop()
-        deepest = max(deepest, level)
         if level > MAX_DEPTH:
-            break
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+            raise Unparseable(f"body nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((key, level) for key in item)
+            stack.extend((value, level + 1) for value in item.values())
+        elif isinstance(item, list):
+            stack.extend((value, level + 1) for value in item)
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            raise Unparseable("body is not valid Unicode text")
 
 
 def normalize(
@@ -225,7 +234,7 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str | int | float):
-        text = str(value).strip()
+        text = _SURROGATE.sub("\ufffd", str(value).strip())
         return text or None
     return None
 
@@ -244,10 +253,15 @@ def _from_url(url: str | None, pattern: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _digits(value: Any) -> bool:
+    """An ASCII number: ``str.isdigit`` also admits ``²``, which ``int()`` refuses."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()) is not None
+
+
 def _time(value: Any) -> datetime | None:
     """Epoch seconds or milliseconds (above 10^12), or an ISO 8601 string, as UTC."""
     try:
-        if isinstance(value, str) and value.strip().isdigit():
+        if _digits(value):
             value = int(value.strip())
         if isinstance(value, int | float) and not isinstance(value, bool):
             seconds = value / 1000 if value > 10**12 else value
@@ -263,7 +277,7 @@ def _time(value: Any) -> datetime | None:
 def _duration(value: Any, started: datetime | None, finished: datetime | None) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**12:
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 13:
+    if _digits(value) and len(value.strip()) < 13:
         return int(value)
     if started and finished and finished >= started:
         return int((finished - started).total_seconds() * 1000)
@@ -281,8 +295,11 @@ def _tags(value: Any) -> list[str]:
 
 
 def _params(value: Any) -> dict[str, str]:
-    if isinstance(value, str):
-        value = _mapping(value)
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):  # JSON in a form field
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
     if isinstance(value, list):
         pairs = [(p.get("name"), p.get("value")) for p in value if isinstance(p, dict)]
     elif isinstance(value, dict):
@@ -293,5 +310,9 @@ def _params(value: Any) -> dict[str, str]:
     for key, val in pairs:
         name = _text(key)
         if name is not None:
-            out[name] = val if isinstance(val, str) else json.dumps(val)
+            try:
+                text = val if isinstance(val, str) else json.dumps(val)
+            except (ValueError, TypeError, RecursionError):
+                continue
+            out[name] = _SURROGATE.sub("\ufffd", text)
     return out
