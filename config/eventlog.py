@@ -40,6 +40,8 @@ def load(conn: "Redis", event_ref: str) -> StoredEvent | None:
 
 def recent(conn: "Redis", limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
     """The newest events first, as stored (events past their retention are skipped)."""
+    if limit <= 0:
+        return []  # ZREVRANGE would read ``0 .. -1``: the whole index
     refs = conn.zrevrange(keys.EVENT_INDEX, offset, offset + limit - 1)
     if not refs:
         return []
@@ -56,7 +58,9 @@ def find(conn: "Redis", event_id: str, source: str | None = None) -> list[str]:
         return [event_id]  # already a ref
     pattern = keys.event("*:" + _glob_escape(event_id))
     prefix = len(keys.event(""))
-    return sorted(k.decode()[prefix:] for k in conn.scan_iter(match=pattern, count=1000))
+    refs = (k.decode()[prefix:] for k in conn.scan_iter(match=pattern, count=1000))
+    # The pattern's ``*`` also spans colons: ``*:b`` matches the ref of id ``a:b`` too.
+    return sorted(ref for ref in refs if keys.split_ref(ref)[1] == event_id)
 
 
 def _glob_escape(text: str) -> str:

@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _STANDARD.add("color_message")  # uvicorn's copy of the message with terminal colours
 
@@ -43,7 +45,12 @@ class TextFormatter(logging.Formatter):
 
 
 def setup(fmt: Literal["json", "text"], level: str) -> None:
-    """Send every logger's records to stderr in ``fmt``; called once by each composition root."""
+    """Send every logger's records to stderr in ``fmt``; called once by each composition root.
+
+    Raise ``ValueError`` for a ``level`` not in :data:`LEVELS`, before changing anything.
+    """
+    if level.upper() not in LEVELS:
+        raise ValueError(f"unknown level {level!r} (use one of {', '.join(LEVELS)})")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

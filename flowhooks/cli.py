@@ -1,6 +1,7 @@
 """``flowhooks``: serve, worker, dev, check-config, events, send-test."""
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,14 @@ def _config(path: Path) -> Config:
         sys.exit(2)
 
 
+def _logging(settings: Settings) -> None:
+    try:
+        logs.setup(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        click.echo(f"FLOWHOOKS_LOG_LEVEL: {exc}", err=True)
+        sys.exit(2)
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(1)
@@ -59,7 +68,7 @@ def serve(host: str, port: int) -> None:
     """Run the receiver (the webhook endpoints, /healthz, /readyz, /metrics)."""
     settings = _settings()
     config = _config(settings.config)
-    logs.setup(settings.log_format, settings.log_level)
+    _logging(settings)
     uvicorn.run(
         create_app(settings, config),
         host=host,
@@ -78,8 +87,14 @@ def worker(burst: bool, name: str | None) -> None:
     """Run a worker on the flowhooks queue (with RQ's scheduler)."""
     settings = _settings()
     config = _config(settings.config)
-    logs.setup(settings.log_format, settings.log_level)
-    run_worker(settings, config, burst=burst, name=name)
+    _logging(settings)
+    try:
+        run_worker(settings, config, burst=burst, name=name)
+    except RedisError as exc:  # RQ lets them out; one line says more than its traceback
+        reason = f"{type(exc).__name__}: {exc}"
+        extra = {"redis": settings.redis_location, "reason": reason}
+        logging.getLogger("flowhooks.worker").error("worker stopped: Redis failed", extra=extra)
+        sys.exit(1)
 
 
 @main.command()
@@ -114,7 +129,7 @@ def _redis() -> Redis:
 
 
 @events.command("list")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def events_list(limit: int, as_json: bool) -> None:
     """The newest events first."""
@@ -170,7 +185,10 @@ def send_test(
     endpoint = f"{url.rstrip('/')}/webhooks/{source}"
     try:
         response = httpx.post(
-            endpoint, content=body, headers={**headers, "Content-Type": "application/json"}
+            endpoint,
+            content=body,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=30,  # a receiver that cannot reach Redis takes a while to say 503
         )
     except httpx.HTTPError as exc:
         _fail(f"POST {endpoint}: {type(exc).__name__}: {exc}")

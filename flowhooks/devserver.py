@@ -7,8 +7,10 @@ groups: Ctrl-C reaches only this supervisor, which stops the receiver, then the 
 Redis, each gracefully.
 """
 
+import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -25,9 +27,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 import config as config_package
+from config.loader import ConfigError, load
 
 EXAMPLE_CONFIG = Path(config_package.__file__).parent / "flowhooks.example.yaml"
 SECRET_VAR = "ETLWORKS_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+EXAMPLE_SOURCE = "etlworks"
 
 
 def redis_server_binary() -> str:
@@ -54,6 +58,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+START = "{start}"
+"""In a child's argv, replaced by how many times it was restarted: a worker that died without
+deregistering leaves its name taken in Redis for minutes, so each start needs a name of its own."""
+
+
 @dataclass
 class Child:
     name: str
@@ -65,8 +74,9 @@ class Child:
     stopping: bool = field(default=False)
 
     def start(self) -> None:
+        argv = [arg.replace(START, str(self.restarts)) for arg in self.argv]
         self.process = subprocess.Popen(  # noqa: S603 (argv built by run_dev)
-            self.argv, env=self.env, start_new_session=True
+            argv, env=self.env, start_new_session=True
         )
 
     def supervise(self, now: float) -> None:
@@ -74,6 +84,7 @@ class Child:
         if self.process is None or self.process.poll() is None or self.stopping:
             return
         if self.next_start == 0.0:
+            self._end_group()
             delay = min(2**self.restarts, 30)
             print(f"dev: {self.name} exited ({self.process.returncode}); restarting in {delay}s")
             self.next_start = now + delay
@@ -84,14 +95,24 @@ class Child:
 
     def stop(self, timeout: float = 35) -> None:
         self.stopping = True
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._end_group()
+
+    def _end_group(self) -> None:
+        """Stop what the child forked and left behind when it died (a worker killed with -9
+        leaves RQ's scheduler running, holding the scheduler lock). The child leads a process
+        group of its own, so the group is exactly its descendants."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left
+            os.killpg(self.process.pid, signal.SIGTERM)
 
 
 def run_dev(port: int, data: Path) -> int:
@@ -102,15 +123,19 @@ def run_dev(port: int, data: Path) -> int:
     secret_file = data / "dev-secret"
     if SECRET_VAR not in env:
         if not secret_file.exists():
-            secret_file.write_text(secrets.token_hex(32) + "\n")
-            secret_file.chmod(0o600)
+            _write_private(secret_file, secrets.token_hex(32) + "\n")
         env[SECRET_VAR] = secret_file.read_text().strip()
     children: list[Child] = []
     if "FLOWHOOKS_REDIS_URL" not in env:
+        try:
+            binary = redis_server_binary()
+        except RuntimeError as exc:
+            print(f"dev: {exc}")
+            return 1
         redis_port = free_port()
         (data / "redis").mkdir(exist_ok=True)
         redis_argv = [
-            redis_server_binary(),
+            binary,
             *("--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(data / "redis")),
             *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
             *("--logfile", "redis.log"),
@@ -119,7 +144,8 @@ def run_dev(port: int, data: Path) -> int:
         env["FLOWHOOKS_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     me = [sys.executable, "-m", "flowhooks"]
     # Started in this order, stopped in reverse: the receiver first, Redis last.
-    children.append(Child("worker", [*me, "worker", "--name", f"dev-{os.getpid()}"], env))
+    worker = [*me, "worker", "--name", f"dev-{os.getpid()}-{START}"]
+    children.append(Child("worker", worker, env))
     serve = [*me, "serve", "--host", "127.0.0.1", "--port", str(port)]
     children.append(Child("receiver", serve, env))
 
@@ -135,7 +161,7 @@ def run_dev(port: int, data: Path) -> int:
         for child in children:
             child.start()
             if child.name == "redis" and not _wait_for_redis(env["FLOWHOOKS_REDIS_URL"]):
-                print("dev: the embedded Redis did not start; see .flowhooks/redis/redis.log")
+                print(f"dev: the embedded Redis did not start; see {data / 'redis' / 'redis.log'}")
                 return 1
         if _wait_for_receiver(port, lambda: stop):
             _banner(port, env, secret_file if SECRET_VAR not in os.environ else None)
@@ -149,6 +175,13 @@ def run_dev(port: int, data: Path) -> int:
     finally:
         for child in reversed(children):
             child.stop()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only, from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
 
 
 def _wait_for_redis(url: str, timeout: float = 10) -> bool:
@@ -181,10 +214,30 @@ def _relative(path: Path) -> Path:
         return path
 
 
+def _command() -> str:
+    """How to run ``flowhooks`` from a shell: the script beside this Python, when it is there."""
+    script = Path(sys.executable).parent / "flowhooks"
+    if script.exists():
+        return shlex.quote(str(_relative(script)))
+    return f"{shlex.quote(sys.executable)} -m flowhooks"
+
+
+def _source(config: str, env: dict[str, str]) -> str:
+    """The source the test request goes to: the example's, else the config's first."""
+    try:
+        names = list(load(config, env).sources)
+    except ConfigError:
+        return EXAMPLE_SOURCE  # the receiver reports the problem
+    return EXAMPLE_SOURCE if EXAMPLE_SOURCE in names else names[0]
+
+
 def _banner(port: int, env: dict[str, str], secret_file: Path | None) -> None:
-    exe = _relative(Path(sys.executable).parent / "flowhooks")
-    secret = f"{SECRET_VAR}=$(cat {secret_file}) " if secret_file else ""
+    # Commands to paste into a shell, so every path in them is quoted for one.
+    exe = _command()
+    secret = f"{SECRET_VAR}=$(cat {shlex.quote(str(secret_file))}) " if secret_file else ""
     config = env["FLOWHOOKS_CONFIG"]
+    source = _source(config, env)
+    send = f"send-test --url http://127.0.0.1:{port} --source {source} --config"
     redis_url = env["FLOWHOOKS_REDIS_URL"]
     if "@" in redis_url:  # credentials: the user set the URL, keep it out of the terminal
         redis_url = "$FLOWHOOKS_REDIS_URL"
@@ -196,7 +249,7 @@ flowhooks dev is running
   redis     {redis_url}
 
 Send a signed test event from another terminal:
-  {secret}{exe} send-test --url http://127.0.0.1:{port} --source etlworks --config {config}
+  {secret}{exe} {send} {shlex.quote(config)}
 
 Then see what came in:
   FLOWHOOKS_REDIS_URL={redis_url} {exe} events list

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import get_call_string
 
 from config import keys
 
@@ -45,7 +46,8 @@ def data(event_ref: str) -> bytes:
 
 
 def description(event_ref: str) -> str:
-    return f"{keys.ROUTE_TASK}({event_ref!r})"
+    """The job's ``description`` as RQ writes it (an argument's repr is cut at 75 characters)."""
+    return str(get_call_string(keys.ROUTE_TASK, [event_ref], {}, max_length=75))
 
 
 def rq_time(at: datetime) -> str:

@@ -1,0 +1,285 @@
+"""``flowhooks dev`` as a newcomer runs it: a process of its own, its banner followed to the
+letter (the printed ``send-test`` and ``events list`` commands run in bash), then Ctrl-C."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from config import eventlog
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+BANNER_END = "Ctrl-C stops everything."
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """This process's environment without FLOWHOOKS_* settings or the dev secret, plus
+    ``values``: what a newcomer's shell would have."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLOWHOOKS_") and k != "ETLWORKS_WEBHOOK_SECRET"
+    }
+    return {**base, "PYTHONUNBUFFERED": "1", **values}
+
+
+Proc = tuple[int, str]
+"""A process as (pid, start time), so a reused pid is not mistaken for it."""
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return [str(pid), "comm", *text[text.rindex(")") + 2 :].split()]
+
+
+def descendants(root: int) -> dict[Proc, str]:
+    """Every living process below ``root``, with its command line."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents.setdefault(int(fields[3]), []).append(int(entry.name))
+    found: dict[Proc, str] = {}
+    todo = list(parents.get(root, []))
+    while todo:
+        pid = todo.pop()
+        fields = _stat(pid)
+        if fields is None:
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        found[(pid, fields[21])] = cmdline.strip()
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def parent(proc: Proc) -> int | None:
+    fields = _stat(proc[0])
+    return int(fields[3]) if fields is not None and fields[21] == proc[1] else None
+
+
+def alive(proc: Proc) -> bool:
+    fields = _stat(proc[0])
+    return fields is not None and fields[21] == proc[1] and fields[2] != "Z"
+
+
+class Dev:
+    """A running ``flowhooks dev`` and everything it printed so far (stdout and stderr, its
+    children's included)."""
+
+    def __init__(self, cwd: Path, port: int, data: Path, env: dict[str, str]) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowhooks", "dev", "--port", str(port), "--data", str(data)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.seen: dict[Proc, str] = {}
+        """Every descendant :meth:`children` found, to clean up after a failed test."""
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 60) -> re.Match[str]:
+        """The ``count``-th line matching ``pattern``, once printed; fail if it never is."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = [m for line in self.lines if (m := regex.search(line))]
+                if len(matches) >= count:
+                    return matches[count - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    printed = "\n".join(self.lines)
+                    pytest.fail(f"dev never printed {pattern!r} x{count}; it printed:\n{printed}")
+                self._changed.wait(min(left, 0.5))
+
+    def banner_command(self, word: str) -> str:
+        """The banner's shell command containing ``word``."""
+        self.wait_for(re.escape(BANNER_END))
+        (line,) = [line for line in self.lines if word in line and "flowhooks" in line]
+        return line.strip()
+
+    def children(self) -> dict[Proc, str]:
+        """Its processes (receiver, worker and what they fork, Redis) and their command lines."""
+        found = descendants(self.process.pid)
+        self.seen |= found
+        return found
+
+    def interrupt(self, timeout: float = 60) -> int:
+        """Ctrl-C; the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        """Kill it if it still runs; release the pipe once its last holder is gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(10)
+        if not self._reader.is_alive():
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+
+
+@contextmanager
+def dev(cwd: Path, data: Path, env: dict[str, str]) -> Iterator[Dev]:
+    running = Dev(cwd, free_port(), data, env)
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.children()
+            running.process.kill()
+            running.process.wait()
+        for proc in running.seen:  # whatever a failed test left behind
+            if alive(proc):
+                os.kill(proc[0], signal.SIGKILL)
+        running.close()
+
+
+def bash(command: str, cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def send_test(running: Dev, cwd: Path, env: dict[str, str]) -> str:
+    """Run the banner's ``send-test`` command; the id of the event it sent."""
+    printed = bash(running.banner_command("send-test"), cwd, env)
+    match = re.search(r"-> 202 (\{.*\})", printed)
+    assert match, printed
+    event_id = json.loads(match.group(1))["id"]
+    assert isinstance(event_id, str)
+    return event_id
+
+
+def wait_gone(procs: Iterable[Proc], timeout: float = 10) -> list[Proc]:
+    """Those of ``procs`` still alive after ``timeout`` (a signal takes a moment to act)."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in procs if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def stop_and_check(running: Dev) -> None:
+    """Ctrl-C stops dev with 0 and leaves none of the processes it ever had behind."""
+    running.children()
+    assert running.interrupt() == 0, running.output
+    assert [running.seen[p] for p in wait_gone(running.seen)] == []
+    assert "Traceback" not in running.output, running.output
+
+
+def test_dev_runs_everything_and_keeps_events_across_runs(tmp_path: Path) -> None:
+    project = tmp_path / "my project"  # the banner's commands must survive a space in a path
+    project.mkdir()
+    data = project / ".flowhooks"
+    env = child_env()
+    with dev(project, data, env) as first:
+        event_id = send_test(first, project, env)
+        first.wait_for(f"event picked up: FLOW_FAILED .*event_id={re.escape(event_id)}")
+        commands = list(first.children().values())
+        assert sum("redis-server" in c for c in commands) == 1
+        assert sum(" worker " in c for c in commands) >= 1
+        assert sum(" serve " in c for c in commands) == 1
+        stop_and_check(first)
+    assert (data / "dev-secret").stat().st_mode & 0o077 == 0  # the secret is the user's alone
+
+    with dev(project, data, env) as second:
+        listed = bash(second.banner_command("events list"), project, env)
+        assert event_id in listed
+        assert "flow.failed" in listed
+        # The same secret as the first run, so senders configured then still verify.
+        second_id = send_test(second, project, env)
+        assert second_id != event_id
+        stop_and_check(second)
+
+
+OWN_CONFIG = """
+sources:
+  prod:
+    verify:
+      - hmac: {secrets: ["${PROD_WEBHOOK_SECRET}"]}
+"""
+
+
+def test_dev_with_its_own_redis_and_config_restarts_a_dead_worker(
+    tmp_path: Path, redis: Redis, redis_url: str
+) -> None:
+    config = tmp_path / "flowhooks.yaml"
+    config.write_text(OWN_CONFIG)
+    env = child_env(
+        FLOWHOOKS_REDIS_URL=redis_url,
+        FLOWHOOKS_CONFIG=str(config),
+        PROD_WEBHOOK_SECRET="prod-secret-for-tests",
+    )
+    with dev(tmp_path, tmp_path / ".flowhooks", env) as running:
+        running.wait_for(f"redis +{re.escape(redis_url)}$")
+        assert "--source prod" in running.banner_command("send-test")
+        first_id = send_test(running, tmp_path, env)
+        running.wait_for(f"event picked up: .*event_id={re.escape(first_id)}")
+        running.wait_for("Scheduler for flowhooks started")
+        commands = running.children()
+        assert not any("redis-server" in c for c in commands.values()), commands
+
+        # A worker killed outright comes back (under a name RQ accepts), and what it had
+        # forked (RQ's scheduler) does not outlive it.
+        workers = [p for p, c in commands.items() if " worker " in c]
+        (worker,) = [p for p in workers if parent(p) == running.process.pid]
+        forked = [p for p in workers if p != worker]
+        assert forked, commands
+        os.kill(worker[0], signal.SIGKILL)
+        running.wait_for("dev: worker exited")
+        running.wait_for("Listening on flowhooks", count=2)
+        assert [commands[p] for p in wait_gone(forked)] == []
+        second_id = send_test(running, tmp_path, env)
+        running.wait_for(f"event picked up: .*event_id={re.escape(second_id)}")
+        stop_and_check(running)
+
+    for event_id in (first_id, second_id):
+        stored = eventlog.load(redis, f"prod:{event_id}")
+        assert stored is not None
+        assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up"]
+    assert not (tmp_path / ".flowhooks" / "redis").exists()

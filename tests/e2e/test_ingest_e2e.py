@@ -1,0 +1,242 @@
+"""From the socket to the worker: a real receiver (uvicorn on loopback), a real worker process,
+the real Redis, and clients that misbehave the way slow or hostile senders do."""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from redis import Redis
+
+from config import eventlog, keys
+from flowhooks.cli import main
+from flowhooks.sendtest import sample, sign
+from tests.support import ENV, HMAC_CONFIG, ServedApp, make_config, settings
+
+QUEUE = f"rq:queue:{keys.QUEUE}"
+MAX_BODY = 4096
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """The environment of a child process: this one's without FLOWHOOKS_* settings, plus
+    ``values``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWHOOKS_")}
+    return {**base, "PYTHONUNBUFFERED": "1", **values}
+
+
+def signed_event(text: str, event_id: str, now: float) -> tuple[bytes, dict[str, str]]:
+    """A realistic Etlworks event with id ``event_id``, signed for the one source of ``text``."""
+    config = make_config(text)
+    (source,) = config.sources.values()
+    body, headers = sample("FLOW_FAILED", 12345, now)
+    body = json.dumps({**json.loads(body), "eventId": event_id}).encode()
+    headers["X-Etl-Webhook-Event-Id"] = event_id
+    return body, headers | sign(source.verify, body, now) | {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def app(redis: Redis, redis_url: str) -> Iterator[ServedApp]:
+    config = make_config(HMAC_CONFIG)
+    with ServedApp(settings(redis_url, max_body_bytes=MAX_BODY, body_timeout=1), config) as app:
+        yield app
+
+
+def test_a_received_event_is_picked_up_by_a_worker_process(
+    app: ServedApp, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    body, headers = signed_event(HMAC_CONFIG, "e2e-1", time.time())
+    response = httpx.post(f"{app.url}/webhooks/etl", content=body, headers=headers)
+    assert (response.status_code, response.json()) == (202, {"id": "e2e-1"})
+    assert redis.llen(QUEUE) == 1
+
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(HMAC_CONFIG)
+    env = child_env(FLOWHOOKS_REDIS_URL=redis_url, FLOWHOOKS_CONFIG=str(config_file), **ENV)
+    worker = subprocess.run(
+        [sys.executable, "-m", "flowhooks", "worker", "--burst"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr
+
+    stored = eventlog.load(redis, "etl:e2e-1")
+    assert stored is not None
+    assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up"]
+    assert stored.timeline[1]["job_id"] == keys.route_job_id("etl:e2e-1")
+    assert redis.llen(QUEUE) == 0
+    assert not redis.exists(f"rq:job:{keys.route_job_id('etl:e2e-1')}")  # result_ttl=0
+    assert not redis.zcard(f"rq:failed:{keys.QUEUE}")
+    picked = [json.loads(line) for line in worker.stderr.splitlines() if "picked up" in line]
+    assert [(p["source"], p["event_id"], p["kind"]) for p in picked] == [
+        ("etl", "e2e-1", "flow.failed")
+    ]
+
+
+# Misbehaving clients, on a raw socket: what a client sends and when is the point of the test.
+
+
+def exchange(port: int, head: bytes, parts: Iterable[bytes] = (), pause: float = 0.0) -> bytes:
+    """Send ``head``, then each of ``parts`` ``pause`` seconds apart until the server answers;
+    return everything the server sent before closing (10 s at most)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        for part in parts:
+            readable, _, _ = select.select([sock], [], [], pause)
+            if readable:
+                break
+            try:
+                sock.sendall(part)
+            except OSError:  # the server answered and closed while we were sending
+                break
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    return reply
+
+
+def head(content_length: int | None) -> bytes:
+    framing = (
+        f"Content-Length: {content_length}"
+        if content_length is not None
+        else "Transfer-Encoding: chunked"
+    )
+    return (
+        f"POST /webhooks/etl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def status(reply: bytes) -> int:
+    assert reply.startswith(b"HTTP/1.1 "), reply
+    return int(reply.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("how", ["halts", "dribbles"])
+def test_a_body_not_sent_in_time_gets_408(app: ServedApp, redis: Redis, how: str) -> None:
+    """The body timeout bounds the whole body, so a byte every so often does not extend it."""
+    parts = [b'{"eventId": '] + ([b"1"] * 200 if how == "dribbles" else [])
+    reply = exchange(app.port, head(1000), parts, pause=0.1)
+    assert status(reply) == 408
+    assert b"connection: close" in reply.lower()
+    assert redis.dbsize() == 0
+
+
+def test_an_announced_oversized_body_gets_413_before_it_is_sent(
+    redis: Redis, redis_url: str
+) -> None:
+    # A body timeout far beyond the socket's, so an answer can only come from the size check.
+    config = make_config(HMAC_CONFIG)
+    with ServedApp(settings(redis_url, max_body_bytes=MAX_BODY, body_timeout=300), config) as app:
+        reply = exchange(app.port, head(10**9) + b'{"eventId": "big", ')
+    assert status(reply) == 413
+    assert reply.endswith(b'{"error": "body too large"}')
+    assert redis.dbsize() == 0
+
+
+def test_a_chunked_body_over_the_cap_gets_413_while_still_streaming(
+    app: ServedApp, redis: Redis
+) -> None:
+    chunk = b"x" * 1000
+    endless = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 100  # never the terminating chunk
+    reply = exchange(app.port, head(None), endless, pause=0.01)
+    assert status(reply) == 413
+    assert redis.dbsize() == 0
+
+
+def test_a_chunked_body_under_the_cap_is_accepted(app: ServedApp, redis: Redis) -> None:
+    body, headers = signed_event(HMAC_CONFIG, "chunked-1", time.time())
+    pieces = (body[i : i + 100] for i in range(0, len(body), 100))
+    response = httpx.post(f"{app.url}/webhooks/etl", content=pieces, headers=headers)
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert (response.status_code, response.json()) == (202, {"id": "chunked-1"})
+
+
+# `flowhooks send-test` signs what each check verifies.
+
+EVERY_SIGNATURE = """
+sources:
+  etl:
+    verify:
+      - hmac: {secrets: ["${SECRET}", "${OLD_SECRET}"]}
+      - basic: {username: etlworks, password: "${PASSWORD}"}
+      - header_token: {header: X-Flowhooks-Token, token: "${TOKEN}"}
+      - hmac:
+          header: X-Stamped-Signature
+          timestamp_header: X-Etl-Webhook-Timestamp
+          algorithm: sha512
+          encoding: base64
+          prefix: "v1="
+          secrets: ["${OLD_SECRET}"]
+"""
+STANDARD_WEBHOOKS = """
+sources:
+  etl:
+    verify:
+      - standard_webhooks: {secrets: ["${WHSEC}"]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "verified"),
+    [
+        (
+            EVERY_SIGNATURE,
+            [
+                "hmac: secret #1",
+                "basic",
+                "header_token: X-Flowhooks-Token",
+                "hmac: secret #1",
+            ],
+        ),
+        (STANDARD_WEBHOOKS, ["standard_webhooks: secret #1"]),
+    ],
+    ids=["hmac-basic-token-timestamp", "standard-webhooks"],
+)
+def test_send_test_passes_the_checks_of_its_source(
+    redis: Redis, redis_url: str, tmp_path: Path, text: str, verified: list[str]
+) -> None:
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(text)
+    with ServedApp(settings(redis_url), make_config(text)) as app:
+        result = CliRunner().invoke(
+            main,
+            ["send-test", "--url", app.url, "--source", "etl", "--config", str(config_file)],
+            env=child_env(**ENV),
+        )
+    assert result.exit_code == 0, result.output
+    assert f"POST {app.url}/webhooks/etl -> 202 " in result.output
+    event_id = json.loads(result.output.split(" -> 202 ", 1)[1])["id"]
+    stored = eventlog.load(redis, keys.ref("etl", event_id))
+    assert stored is not None
+    assert stored.timeline[0]["verified"] == verified
+    assert (stored.event["kind"], stored.event["flow_id"]) == ("flow.failed", "12345")
+
+
+def test_send_test_signed_with_another_secret_fails(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(HMAC_CONFIG)
+    with ServedApp(settings(redis_url), make_config(HMAC_CONFIG)) as app:
+        result = CliRunner().invoke(
+            main,
+            ["send-test", "--url", app.url, "--source", "etl", "--config", str(config_file)],
+            env=child_env(**{**ENV, "SECRET": "not-the-receivers-secret"}),
+        )
+    assert result.exit_code == 1
+    assert '-> 401 {"error": "unauthorized"}' in result.output
+    assert redis.dbsize() == 0
