@@ -21,7 +21,8 @@ from config.schema import (
 )
 
 Headers = Mapping[str, Sequence[str]]
-"""Request headers by lower-case name, each with every value it was sent with."""
+"""Request headers by lower-case name, each with every value it was sent with, decoded as
+Latin-1 the way ASGI servers do, so that each character stands for one byte as sent."""
 
 MISSING = "missing_header"
 REPEATED = "repeated_header"
@@ -79,7 +80,19 @@ def header(headers: Headers, name: str, check: str) -> str:
         raise Rejected(check, MISSING)
     if len(values) > 1:
         raise Rejected(check, REPEATED)
-    return values[0].strip()
+    return values[0].strip(" \t")  # HTTP's optional whitespace, and nothing else
+
+
+def _raw(value: str, check: str) -> bytes:
+    """The bytes a header value was sent as (see :data:`Headers`).
+
+    A character outside Latin-1 cannot have come off the wire, so it is :class:`Rejected`
+    rather than re-encoded into bytes the sender never signed.
+    """
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise Rejected(check, MALFORMED) from None
 
 
 def timestamp_seconds(value: str, check: str) -> float:
@@ -91,10 +104,10 @@ def timestamp_seconds(value: str, check: str) -> float:
 
 
 def check_window(sent: float, now: float, tolerance: float, check: str) -> None:
-    if sent < now - tolerance:
-        raise Rejected(check, STALE)
     if sent > now + tolerance:
         raise Rejected(check, FUTURE)
+    if not sent >= now - tolerance:  # written so that a NaN clock fails closed too
+        raise Rejected(check, STALE)
 
 
 def _hmac(cfg: HmacCheck) -> Check:
@@ -105,7 +118,7 @@ def _hmac(cfg: HmacCheck) -> Check:
     def decode(value: str) -> bytes:
         try:
             if cfg.encoding == "hex":
-                return bytes.fromhex(value)
+                return binascii.unhexlify(value)  # unlike bytes.fromhex, no inner whitespace
             return base64.b64decode(value, validate=True)
         except (ValueError, binascii.Error):
             raise Rejected("hmac", MALFORMED) from None
@@ -115,6 +128,8 @@ def _hmac(cfg: HmacCheck) -> Check:
         if prefix and value[: len(prefix)].lower() == prefix.lower():
             value = value[len(prefix) :]
         given = decode(value)
+        if not given:
+            raise Rejected("hmac", MALFORMED)
         signed = body
         if cfg.timestamp_header is not None:
             sent = header(headers, cfg.timestamp_header, "hmac")
@@ -168,12 +183,14 @@ def _standard_webhooks(cfg: StandardWebhooksCheck) -> Check:
             if version != "v1":
                 continue
             try:
-                given.append(base64.b64decode(encoded, validate=True))
+                decoded = base64.b64decode(encoded, validate=True)
             except (ValueError, binascii.Error):
                 continue
+            if decoded:
+                given.append(decoded)
         if not given:
             raise Rejected(name, MALFORMED)
-        signed = f"{msg_id}.{sent}.".encode() + body
+        signed = _raw(msg_id, name) + f".{sent}.".encode() + body
         return f"{name}: secret #{_match(keys, signed, given, hashlib.sha256, name)}"
 
     return check
@@ -206,7 +223,7 @@ def _header_token(cfg: HeaderTokenCheck) -> Check:
     token = cfg.token.get_secret_value().encode()
 
     def check(headers: Headers, body: bytes, now: float) -> str:
-        given = header(headers, cfg.header, "header_token").encode()
+        given = _raw(header(headers, cfg.header, "header_token"), "header_token")
         if not hmac.compare_digest(given, token):
             raise Rejected("header_token", CREDENTIALS)
         return f"header_token: {cfg.header}"
