@@ -34,6 +34,12 @@ def timeline(event_ref: str) -> str:
     return f"{PREFIX}:timeline:{event_ref}"
 
 
+ROUTE_JOB_PREFIX = "route-"
+
+
 def route_job_id(event_ref: str) -> str:
-    """The deterministic RQ job id of an event's route job (RQ allows ``[A-Za-z0-9_-]``)."""
-    return "route-" + hashlib.sha256(event_ref.encode()).hexdigest()[:40]
+    """The deterministic RQ job id of an event's route job (RQ allows ``[A-Za-z0-9_-]``).
+
+    SHA-1 because the receiver's write script derives the same id with Redis' ``sha1hex``.
+    """
+    return ROUTE_JOB_PREFIX + hashlib.sha1(event_ref.encode(), usedforsecurity=False).hexdigest()

@@ -102,6 +102,7 @@ class _Receiver:
             job_template=jobs.template(settings.job_timeout, settings.event_retention),
             deadline=settings.redis_timeout,
             on_commit=self._committed,
+            clock=self.clock,
         )
         log.info(
             "receiver ready",

@@ -30,12 +30,13 @@ from receiver import jobs
 WRITE_EVENTS = """
 local n, dedup_ttl, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_ms, now_rq, prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local queue, index, m = ARGV[7], ARGV[8], tonumber(ARGV[9])
+local queue, index, task, job_prefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local m = tonumber(ARGV[11])
 local template = {}
-for i = 1, 2 * m do template[i] = ARGV[9 + i] end
-local base, out = 9 + 2 * m, {}
+for i = 1, 2 * m do template[i] = ARGV[11 + i] end
+local base, out = 11 + 2 * m, {}
 for e = 0, n - 1 do
-  local o = base + e * 6
+  local o = base + e * 3
   local ref = ARGV[o + 1]
   local dedup = prefix .. ':dedup:' .. ref
   if redis.call('SET', dedup, ref, 'NX', 'PX', dedup_ttl) then
@@ -44,9 +45,11 @@ for e = 0, n - 1 do
     redis.call('RPUSH', timeline, ARGV[o + 3])
     redis.call('EXPIRE', timeline, retention)
     redis.call('ZADD', index, now_ms, ref)
-    local job = ARGV[o + 4]
-    redis.call('HSET', 'rq:job:' .. job, 'data', ARGV[o + 5], 'description', ARGV[o + 6],
-               'created_at', now_rq, 'enqueued_at', now_rq, unpack(template))
+    -- The route job, as RQ's Job.to_dict writes it; RQ reads an uncompressed `data` as is.
+    local job, arg = job_prefix .. redis.sha1hex(ref), cjson.encode(ref)
+    redis.call('HSET', 'rq:job:' .. job, 'data', '["' .. task .. '", null, [' .. arg .. '], {}]',
+               'description', task .. '(' .. arg .. ')', 'created_at', now_rq,
+               'enqueued_at', now_rq, unpack(template))
     redis.call('RPUSH', queue, job)
     out[e + 1] = ''
   else
@@ -92,6 +95,7 @@ class EventWriter:
         job_template: dict[str, str | bytes | int],
         deadline: float,
         max_batch: int = 256,
+        clock: Callable[[], float] = time.time,
         on_commit: Callable[[list[tuple[str, str]]], None] = lambda results: None,
     ) -> None:
         self._redis = redis
@@ -103,6 +107,7 @@ class EventWriter:
         ]
         self._deadline = deadline
         self._max_batch = max_batch
+        self._clock = clock
         self._on_commit = on_commit
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -112,14 +117,7 @@ class EventWriter:
         ref = keys.ref(event.source, event.id)
         pending = _Pending(
             ref,
-            (
-                ref,
-                event.model_dump_json(),
-                json.dumps(received, default=str),
-                keys.route_job_id(ref),
-                jobs.data(ref),
-                jobs.description(ref),
-            ),
+            (ref, event.model_dump_json(), json.dumps(received, default=str)),
             asyncio.get_running_loop().create_future(),
         )
         self._pending.append(pending)
@@ -140,7 +138,7 @@ class EventWriter:
             self._flusher = None
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        now = time.time()
+        now = self._clock()
         args: list[str | bytes] = [
             str(len(batch)),
             self._dedup_ms,
@@ -150,6 +148,8 @@ class EventWriter:
             keys.PREFIX,
             RQ_QUEUE_KEY,
             keys.EVENT_INDEX,
+            keys.ROUTE_TASK,
+            keys.ROUTE_JOB_PREFIX,
             str(len(self._template) // 2),
             *self._template,
         ]

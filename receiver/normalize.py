@@ -43,11 +43,16 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
         try:
-            payload = json.loads(body)
-        except ValueError:
+            text = body.decode("utf-8")  # strict: JSON is UTF-8, and no encoded surrogates
+            payload = json.loads(text)
+        except ValueError:  # UnicodeDecodeError included
             raise Unparseable("body is not valid JSON") from None
         except RecursionError:
             raise Unparseable(f"body nests deeper than {MAX_DEPTH} levels") from None
+        # Only a body with that many brackets can nest too deep, only one with a \u escape
+        # can hold a lone surrogate: most bodies skip the walk.
+        if text.count("[") + text.count("{") >= MAX_DEPTH or "\\u" in text:
+            _check(payload)
     elif media == "application/x-www-form-urlencoded":
         try:
             text = body.decode("utf-8")
@@ -57,7 +62,6 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
         payload = {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
     else:
         raise UnsupportedMediaType(media or "no content type")
-    _check(payload)
     return payload
 
 
@@ -231,12 +235,16 @@ def _first(maps: Iterable[Mapping[str, Any]], *names: str) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
+    """A label's text: strings stripped, numbers as written, anything else ``None``."""
+    if type(value) is str:
+        text = value.strip()
+    elif isinstance(value, int | float | str) and not isinstance(value, bool):
+        text = str(value).strip()
+    else:
         return None
-    if isinstance(value, str | int | float):
-        text = _SURROGATE.sub("\ufffd", str(value).strip())
-        return text or None
-    return None
+    if not text:
+        return None
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def _first_text(maps: Iterable[Mapping[str, Any]], *names: str) -> str | None:

@@ -558,8 +558,15 @@ class TestParseBody:
     def test_json_that_is_no_object(self, body: bytes, expected: Any) -> None:
         assert parse_body(JSON, body) == expected
 
-    def test_json_in_utf16(self) -> None:
-        assert parse_body(JSON, '{"a": "é"}'.encode("utf-16")) == {"a": "é"}
+    def test_json_is_utf8_only(self) -> None:
+        # RFC 8259: JSON between systems is UTF-8; Etlworks sends UTF-8.
+        assert parse_body(JSON, '{"a": "é"}'.encode()) == {"a": "é"}
+        with pytest.raises(Unparseable):
+            parse_body(JSON, '{"a": "é"}'.encode("utf-16"))
+
+    def test_utf8_encoded_surrogates_are_refused(self) -> None:
+        with pytest.raises(Unparseable):
+            parse_body(JSON, b'{"a": "\xed\xa0\x80"}')
 
     @pytest.mark.parametrize("content_type", [FORM, f"{FORM}; charset=utf-8", FORM.upper()])
     def test_form_data(self, content_type: str) -> None:
