@@ -18,13 +18,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from config.schema import Config
 from config.settings import Settings
 from receiver import jobs
+from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
 from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
 from receiver.metrics import ReceiverMetrics
 from receiver.normalize import (
@@ -59,10 +60,6 @@ def create_app(
     )
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
     return Response(json.dumps(body), status, headers or None, "application/json")
 
@@ -82,6 +79,7 @@ class _Receiver:
         self.verifiers = {name: compile_checks(s.verify) for name, s in config.sources.items()}
         self.redis: Redis | None = None
         self.writer: EventWriter | None = None
+        self.bodies = BodyReader(settings.max_body_bytes, settings.body_timeout)
         self._counters: dict[tuple[str, str], Any] = {}
 
     @asynccontextmanager
@@ -108,9 +106,11 @@ class _Receiver:
             "receiver ready",
             extra={"redis": settings.redis_location, "sources": sorted(self.verifiers)},
         )
+        watchdog = asyncio.create_task(self.bodies.watch())
         try:
             yield
         finally:
+            watchdog.cancel()
             await self.redis.aclose()
 
     def _count(self, source: str, outcome: str) -> None:
@@ -120,6 +120,13 @@ class _Receiver:
                 source, outcome
             )
         counter.inc()
+
+    def _refuse(
+        self, source: str, outcome: str, status: int, message: str, **headers: str
+    ) -> Response:
+        log.info("webhook refused", extra={"source": source, "outcome": outcome, "status": status})
+        self._count(source, outcome)
+        return _reply(status, {"error": message}, **headers)
 
     def _committed(self, results: list[tuple[str, str]]) -> None:
         """One log line per Redis round trip (group commit), naming every event it stored."""
@@ -132,19 +139,18 @@ class _Receiver:
         name = request.path_params["source"]
         verifier = self.verifiers.get(name)
         if verifier is None:
+            # The name is the client's text: no metric label for it, and only a bounded log.
+            log.info("webhook refused", extra={"outcome": "unknown_source", "path": name[:100]})
             self._count("", "unknown_source")
             return _reply(404, {"error": "unknown source"})
-        try:
-            body = await _read_body(
-                request, self.settings.max_body_bytes, self.settings.body_timeout
-            )
-        except _TooLarge:
-            self._count(name, "too_large")
-            return _reply(413, {"error": "body too large"}, connection="close")
-        except (TimeoutError, ClientDisconnect):
-            self._count(name, "body_timeout")
-            return _reply(408, {"error": "body not received in time"}, connection="close")
         headers = _header_lists(request)
+        try:
+            body = await self.bodies.read(request.receive, _one(headers, "content-length"))
+        except BodyTooLarge:
+            return self._refuse(name, "too_large", 413, "body too large", connection="close")
+        except BodyTimeout:
+            message = "body not received in time"
+            return self._refuse(name, "body_timeout", 408, message, connection="close")
         try:
             verified = verifier.verify(headers, body, self.clock())
         except Rejected as rejected:
@@ -154,13 +160,12 @@ class _Receiver:
             self._count(name, "rejected")
             return _reply(401, {"error": "unauthorized"})
         try:
-            payload = parse_body(request.headers.get("content-type"), body)
+            payload = parse_body(_one(headers, "content-type"), body)
         except UnsupportedMediaType:
-            self._count(name, "unsupported_media_type")
-            return _reply(415, {"error": "send application/json or form-encoded data"})
+            message = "send application/json or form-encoded data"
+            return self._refuse(name, "unsupported_media_type", 415, message)
         except Unparseable as exc:
-            self._count(name, "unparseable")
-            return _reply(400, {"error": str(exc)})
+            return self._refuse(name, "unparseable", 400, str(exc))
         return await self._accept(
             request, name=name, headers=headers, body=body, payload=payload, verified=verified
         )
@@ -234,19 +239,9 @@ class _Receiver:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The whole body, refusing one above ``limit`` bytes before reading the rest of it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks, size = [], 0
-    async with asyncio.timeout(timeout):
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-    return b"".join(chunks)
+def _one(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
 
 
 def _header_lists(request: Request) -> dict[str, list[str]]:

@@ -113,17 +113,19 @@ def normalize(
         status = _STATUS_OF_KIND.get(kind)
     started = _time(_first(here, "started", "startedAt", "startTime", "start"))
     finished = _time(_first(here, "finished", "finishedAt", "endTime", "ended", "end"))
-    return Event(
+    # Every value below is built with its field's type, so validation would only cost time
+    # (this runs once per request); tests check the output validates.
+    return Event.model_construct(
         id=_event_id(source, top, etl_headers, delivery_id, body),
         source=source,
         event=name,
         kind=kind,
         status=status,
-        flow_id=_first_text(here, "flowId", "flow_id") or _from_url(url, r"/flows/(\d+)"),
+        flow_id=_first_text(here, "flowId", "flow_id") or _from_url(url, _FLOW_IN_URL),
         flow_name=_first_text(here, "flowName", "flow_name")
         or (_first_text((entity,), "name") if name.startswith("Flow.") else None),
         audit_id=_first_text(here, "auditId", "audit_id", "executionId")
-        or _from_url(url, r"[?&]auditId=([^&#]+)"),
+        or _from_url(url, _AUDIT_IN_URL),
         webhook_id=_text(etl_headers.get("id")) or _first_text((top,), "webhookId"),
         entity_id=_text(etl_headers.get("entity-id")) or _first_text((top,), "entityId"),
         entity_url=url,
@@ -250,14 +252,18 @@ def _text(value: Any) -> str | None:
 def _first_text(maps: Iterable[Mapping[str, Any]], *names: str) -> str | None:
     for mapping in maps:
         for name in names:
-            text = _text(mapping.get(name))
-            if text is not None:
+            value = mapping.get(name)
+            if value is not None and (text := _text(value)) is not None:
                 return text
     return None
 
 
-def _from_url(url: str | None, pattern: str) -> str | None:
-    match = re.search(pattern, url or "")
+_FLOW_IN_URL = re.compile(r"/flows/(\d+)")
+_AUDIT_IN_URL = re.compile(r"[?&]auditId=([^&#]+)")
+
+
+def _from_url(url: str | None, pattern: re.Pattern[str]) -> str | None:
+    match = pattern.search(url) if url else None
     return match.group(1) if match else None
 
 

@@ -36,7 +36,7 @@ def norm(
 ) -> Event:
     if body is None:
         body = b"" if payload is None else json.dumps(payload).encode()
-    return normalize(
+    event = normalize(
         source,
         payload,
         etl_headers=headers or {},
@@ -44,6 +44,13 @@ def norm(
         received_at=RECEIVED,
         delivery_id=delivery_id,
     )
+    assert_valid(event)
+    return event
+
+
+def assert_valid(event: Event) -> None:
+    """normalize builds the event without validating it: what it builds must validate."""
+    assert Event.model_validate(event.model_dump()) == event
 
 
 def executed(status: str | None = "success", **entity: Any) -> dict[str, Any]:
@@ -714,4 +721,5 @@ def test_normalize_never_raises(
     assert 0 < len(event.id) <= MAX_ID
     assert event.id.isprintable()
     assert event.raw is payload
+    assert_valid(event)
     event.model_dump_json()
