@@ -55,7 +55,7 @@ def requests(count: int, port: int) -> list[bytes]:
                     "finished": 1764000754000,
                     "tags": ["warehouse", "nightly"],
                     "parameters": {"runDate": "2026-11-29", "region": "eu-central-1"},
-                    "exception": "ORA-03113: end-of-file on communication channel " * 16,
+                    "exception": "ORA-03113: end-of-file on communication channel " * 22,
                 },
             }
         ).encode()

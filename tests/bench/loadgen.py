@@ -76,7 +76,6 @@ async def run(
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + seconds
     loop.call_later(warmup, mark)
-    loop.call_later(warmup + seconds, mark)
 
     async def client() -> None:
         _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
@@ -92,4 +91,5 @@ async def run(
         conn.transport.close()
 
     await asyncio.gather(*(client() for _ in range(connections)))
+    mark()
     return result
