@@ -5,10 +5,12 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.durations import Duration
+from config.logs import LEVELS
 
 DAY = 86400.0
 
@@ -35,8 +37,22 @@ class Settings(BaseSettings):
     """The ``Retry-After`` of a 503 answered while Redis cannot be written."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    """One of :data:`config.logs.LEVELS`, in any case; held in upper case."""
     job_timeout: Duration = Field(300.0, ge=1)
     """The longest a worker job may run before RQ stops it (whole seconds)."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LEVELS:
+            # The same words logs.setup uses, so the message does not depend on who checks.
+            raise PydanticCustomError(
+                "log_level",
+                "unknown level {level} (use one of {levels})",
+                {"level": repr(value), "levels": ", ".join(LEVELS)},
+            )
+        return level
 
     @property
     def redis_location(self) -> str:

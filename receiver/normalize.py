@@ -212,9 +212,17 @@ def _event_id(
     )
     if given and len(given) <= MAX_ID and given.isprintable():
         return given
-    digest = hashlib.sha256(source.encode() + b"\n")
-    digest.update((given or "").encode())
-    digest.update(body or json.dumps(sorted(etl_headers.items())).encode())
+    # Each part is length-prefixed, and the headers that stand in for an empty body are marked
+    # as such, so no two different (source, id, body) deliveries hash the same bytes.
+    parts = [source.encode(), (given or "").encode()]
+    if body:
+        parts += [b"body", body]
+    else:
+        parts += [b"headers", json.dumps(sorted(etl_headers.items())).encode()]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
     return digest.hexdigest()[:32]
 
 

@@ -3,12 +3,13 @@ import no I/O library. Read from the source with ``ast``, so an import inside a 
 under ``TYPE_CHECKING`` counts as much as one at the top."""
 
 import ast
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import run_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("config", "receiver", "workers", "flowhooks")
@@ -150,13 +151,6 @@ def test_loading_one_side_does_not_load_the_other(entry: str, forbidden: str) ->
         f"print(sorted(m for m in sys.modules if m == {forbidden!r} "
         f"or m.startswith({forbidden + '.'!r})))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_process([sys.executable, "-c", code], cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

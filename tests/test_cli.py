@@ -3,9 +3,7 @@
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,16 @@ from click.testing import CliRunner, Result
 from redis import Redis
 
 from flowhooks.cli import main
-from tests.support import SECRET, ServedApp, free_port, make_config, settings
+from tests.support import (
+    FLOWHOOKS,
+    SECRET,
+    ServedApp,
+    child_env,
+    free_port,
+    make_config,
+    run_process,
+    settings,
+)
 
 TWO_SOURCES = """
 sources:
@@ -162,15 +169,16 @@ sources:
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWHOOKS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "flowhooks", *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_process([*FLOWHOOKS, *args], child_env(**env))
+
+
+def start_configured(
+    tmp_path: Path, args: list[str], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """:func:`start` with a valid config file (:data:`TWO_SOURCES`, its secret set) and ``env``."""
+    path = tmp_path / "flowhooks.yaml"
+    path.write_text(TWO_SOURCES)
+    return start(args, {"FLOWHOOKS_CONFIG": str(path), "SECRET": SECRET, **env})
 
 
 @pytest.mark.parametrize(
@@ -208,20 +216,16 @@ def test_a_missing_config_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_an_invalid_setting_is_reported_by_its_variable(tmp_path: Path) -> None:
-    path = tmp_path / "flowhooks.yaml"
-    path.write_text(TWO_SOURCES)
-    env = {"FLOWHOOKS_CONFIG": str(path), "FLOWHOOKS_MAX_BODY_BYTES": "lots", "SECRET": SECRET}
-    result = start(["serve", "--port", str(free_port())], env)
+    serve = ["serve", "--port", str(free_port())]
+    result = start_configured(tmp_path, serve, FLOWHOOKS_MAX_BODY_BYTES="lots")
     assert result.returncode == 2
     assert result.stderr.startswith("FLOWHOOKS_MAX_BODY_BYTES: ")
     assert "lots" not in result.stderr
 
 
 def test_an_unknown_log_level_is_reported_by_its_variable(tmp_path: Path) -> None:
-    path = tmp_path / "flowhooks.yaml"
-    path.write_text(TWO_SOURCES)
-    env = {"FLOWHOOKS_CONFIG": str(path), "FLOWHOOKS_LOG_LEVEL": "verbose", "SECRET": SECRET}
-    result = start(["serve", "--port", str(free_port())], env)
+    serve = ["serve", "--port", str(free_port())]
+    result = start_configured(tmp_path, serve, FLOWHOOKS_LOG_LEVEL="verbose")
     assert result.returncode == 2
     assert result.stderr == (
         "FLOWHOOKS_LOG_LEVEL: unknown level 'verbose' "
@@ -230,11 +234,8 @@ def test_an_unknown_log_level_is_reported_by_its_variable(tmp_path: Path) -> Non
 
 
 def test_a_worker_without_redis_stops_with_one_log_line(tmp_path: Path) -> None:
-    path = tmp_path / "flowhooks.yaml"
-    path.write_text(TWO_SOURCES)
     url = f"redis://127.0.0.1:{free_port()}/0"
-    env = {"FLOWHOOKS_CONFIG": str(path), "FLOWHOOKS_REDIS_URL": url, "SECRET": SECRET}
-    result = start(["worker", "--burst"], env)
+    result = start_configured(tmp_path, ["worker", "--burst"], FLOWHOOKS_REDIS_URL=url)
     assert result.returncode == 1
     (line,) = [json.loads(line) for line in result.stderr.splitlines()]
     assert (line["level"], line["msg"]) == ("error", "worker stopped: Redis failed")

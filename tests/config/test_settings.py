@@ -1,7 +1,6 @@
 """Process settings from ``FLOWHOOKS_*`` environment variables."""
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import Settings
+from tests.support import run_process
 
 PASSWORD = "r3dis-pa55w0rd-never-shown"
 
@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert settings.dedup_ttl == 7 * 24 * 3600
     assert settings.event_retention == 7 * 24 * 3600
     assert settings.log_format == "json"
+    assert settings.log_level == "INFO"
     assert settings.redis_location == "127.0.0.1:6379/0"
 
 
@@ -89,6 +90,38 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, val
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert [err["loc"] for err in caught.value.errors()] == [(name.lower(),)]
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        ("DEBUG", "DEBUG"),
+        ("info", "INFO"),
+        ("Warning", "WARNING"),
+        ("error", "ERROR"),
+        ("critical", "CRITICAL"),
+    ],
+)
+def test_the_log_level_is_a_known_level_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, value: str, level: str
+) -> None:
+    monkeypatch.setenv("FLOWHOOKS_LOG_LEVEL", value)
+    assert Settings().log_level == level
+
+
+@pytest.mark.parametrize("value", ["verbose", "TRACE", "WARN", "info ", "", "10"])
+def test_an_unknown_log_level_is_refused_with_the_levels_known(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FLOWHOOKS_LOG_LEVEL", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert [(err["loc"], err["msg"]) for err in caught.value.errors()] == [
+        (
+            ("log_level",),
+            f"unknown level {value!r} (use one of DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+        )
+    ]
 
 
 def test_the_smallest_expiries_redis_accepts_are_accepted(
@@ -179,14 +212,6 @@ def test_importing_the_processes_reads_no_environment_and_opens_no_socket() -> N
         "FLOWHOOKS_CONFIG": "/nonexistent/flowhooks.yaml",
         "PATH": "/usr/bin:/bin",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=Path(__file__).parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_process([sys.executable, "-c", script], env, Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout == "opened: []\n"

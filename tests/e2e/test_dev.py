@@ -6,10 +6,9 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,22 +16,11 @@ import pytest
 from redis import Redis
 
 from config import eventlog
-from tests.support import free_port
+from tests.support import FLOWHOOKS, child_env, free_port, run_process, wait_until
 
 pytestmark = pytest.mark.slow
 
 BANNER_END = "Ctrl-C stops everything."
-
-
-def child_env(**values: str) -> dict[str, str]:
-    """This process's environment without FLOWHOOKS_* settings or the dev secret, plus
-    ``values``: what a newcomer's shell would have."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FLOWHOOKS_") and k != "ETLWORKS_WEBHOOK_SECRET"
-    }
-    return {**base, "PYTHONUNBUFFERED": "1", **values}
 
 
 Proc = tuple[int, str]
@@ -87,7 +75,7 @@ class Dev:
     def __init__(self, cwd: Path, port: int, data: Path, env: dict[str, str]) -> None:
         self.port = port
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowhooks", "dev", "--port", str(port), "--data", str(data)],
+            [*FLOWHOOKS, "dev", "--port", str(port), "--data", str(data)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -173,15 +161,7 @@ def dev(cwd: Path, data: Path, env: dict[str, str]) -> Iterator[Dev]:
 
 
 def bash(command: str, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        ["bash", "-c", command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_process(["bash", "-c", command], env, cwd)
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -196,12 +176,10 @@ def send_test(running: Dev, cwd: Path, env: dict[str, str]) -> str:
     return event_id
 
 
-def wait_gone(procs: Iterable[Proc], timeout: float = 10) -> list[Proc]:
+def wait_gone(procs: Collection[Proc], timeout: float = 10) -> list[Proc]:
     """Those of ``procs`` still alive after ``timeout`` (a signal takes a moment to act)."""
-    deadline = time.monotonic() + timeout
-    while (left := [p for p in procs if alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    wait_until(lambda: not any(alive(p) for p in procs), timeout)
+    return [p for p in procs if alive(p)]
 
 
 def stop_and_check(running: Dev) -> None:

@@ -2,44 +2,33 @@
 the real Redis, and clients that misbehave the way slow or hostile senders do."""
 
 import json
-import os
-import select
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from redis import Redis
 
 from config import eventlog, keys
 from flowhooks.cli import main
-from flowhooks.sendtest import sample, sign
-from tests.support import ENV, HMAC_CONFIG, ServedApp, make_config, settings
+from tests.support import (
+    ENV,
+    FLOWHOOKS,
+    HMAC_CONFIG,
+    ServedApp,
+    child_env,
+    exchange,
+    make_config,
+    run_process,
+    settings,
+    signed_event,
+)
 
 QUEUE = f"rq:queue:{keys.QUEUE}"
 MAX_BODY = 4096
-
-
-def child_env(**values: str) -> dict[str, str]:
-    """The environment of a child process: this one's without FLOWHOOKS_* settings, plus
-    ``values``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWHOOKS_")}
-    return {**base, "PYTHONUNBUFFERED": "1", **values}
-
-
-def signed_event(text: str, event_id: str, now: float) -> tuple[bytes, dict[str, str]]:
-    """A realistic Etlworks event with id ``event_id``, signed for the one source of ``text``."""
-    config = make_config(text)
-    (source,) = config.sources.values()
-    body, headers = sample("FLOW_FAILED", 12345, now)
-    body = json.dumps({**json.loads(body), "eventId": event_id}).encode()
-    headers["X-Etl-Webhook-Event-Id"] = event_id
-    return body, headers | sign(source.verify, body, now) | {"Content-Type": "application/json"}
+HMAC_STEPS = make_config(HMAC_CONFIG).sources["etl"].verify
 
 
 @pytest.fixture
@@ -52,7 +41,7 @@ def app(redis: Redis, redis_url: str) -> Iterator[ServedApp]:
 def test_a_received_event_is_picked_up_by_a_worker_process(
     app: ServedApp, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    body, headers = signed_event(HMAC_CONFIG, "e2e-1", time.time())
+    body, headers = signed_event(HMAC_STEPS, "e2e-1", time.time())
     response = httpx.post(f"{app.url}/webhooks/etl", content=body, headers=headers)
     assert (response.status_code, response.json()) == (202, {"id": "e2e-1"})
     assert redis.llen(QUEUE) == 1
@@ -60,14 +49,7 @@ def test_a_received_event_is_picked_up_by_a_worker_process(
     config_file = tmp_path / "flowhooks.yaml"
     config_file.write_text(HMAC_CONFIG)
     env = child_env(FLOWHOOKS_REDIS_URL=redis_url, FLOWHOOKS_CONFIG=str(config_file), **ENV)
-    worker = subprocess.run(
-        [sys.executable, "-m", "flowhooks", "worker", "--burst"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    worker = run_process([*FLOWHOOKS, "worker", "--burst"], env)
     assert worker.returncode == 0, worker.stderr
 
     stored = eventlog.load(redis, "etl:e2e-1")
@@ -84,28 +66,6 @@ def test_a_received_event_is_picked_up_by_a_worker_process(
 
 
 # Misbehaving clients, on a raw socket: what a client sends and when is the point of the test.
-
-
-def exchange(port: int, head: bytes, parts: Iterable[bytes] = (), pause: float = 0.0) -> bytes:
-    """Send ``head``, then each of ``parts`` ``pause`` seconds apart until the server answers;
-    return everything the server sent before closing (10 s at most)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        for part in parts:
-            readable, _, _ = select.select([sock], [], [], pause)
-            if readable:
-                break
-            try:
-                sock.sendall(part)
-            except OSError:  # the server answered and closed while we were sending
-                break
-        reply = b""
-        try:
-            while chunk := sock.recv(65536):
-                reply += chunk
-        except ConnectionResetError:
-            pass
-    return reply
 
 
 def head(content_length: int | None) -> bytes:
@@ -158,7 +118,7 @@ def test_a_chunked_body_over_the_cap_gets_413_while_still_streaming(
 
 
 def test_a_chunked_body_under_the_cap_is_accepted(app: ServedApp, redis: Redis) -> None:
-    body, headers = signed_event(HMAC_CONFIG, "chunked-1", time.time())
+    body, headers = signed_event(HMAC_STEPS, "chunked-1", time.time())
     pieces = (body[i : i + 100] for i in range(0, len(body), 100))
     response = httpx.post(f"{app.url}/webhooks/etl", content=pieces, headers=headers)
     assert response.request.headers["transfer-encoding"] == "chunked"
@@ -190,6 +150,23 @@ sources:
 """
 
 
+def send_test(
+    redis_url: str, tmp_path: Path, text: str, environ: Mapping[str, str]
+) -> tuple[str, Result]:
+    """``flowhooks send-test --source etl`` with the config ``text`` and ``environ``, against a
+    receiver of the same config (its secrets from :data:`ENV`); the receiver's URL and the
+    command's result."""
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(text)
+    with ServedApp(settings(redis_url), make_config(text)) as app:
+        result = CliRunner().invoke(
+            main,
+            ["send-test", "--url", app.url, "--source", "etl", "--config", str(config_file)],
+            env=child_env(**environ),
+        )
+    return app.url, result
+
+
 @pytest.mark.parametrize(
     ("text", "verified"),
     [
@@ -209,16 +186,9 @@ sources:
 def test_send_test_passes_the_checks_of_its_source(
     redis: Redis, redis_url: str, tmp_path: Path, text: str, verified: list[str]
 ) -> None:
-    config_file = tmp_path / "flowhooks.yaml"
-    config_file.write_text(text)
-    with ServedApp(settings(redis_url), make_config(text)) as app:
-        result = CliRunner().invoke(
-            main,
-            ["send-test", "--url", app.url, "--source", "etl", "--config", str(config_file)],
-            env=child_env(**ENV),
-        )
+    url, result = send_test(redis_url, tmp_path, text, ENV)
     assert result.exit_code == 0, result.output
-    assert f"POST {app.url}/webhooks/etl -> 202 " in result.output
+    assert f"POST {url}/webhooks/etl -> 202 " in result.output
     event_id = json.loads(result.output.split(" -> 202 ", 1)[1])["id"]
     stored = eventlog.load(redis, keys.ref("etl", event_id))
     assert stored is not None
@@ -229,14 +199,9 @@ def test_send_test_passes_the_checks_of_its_source(
 def test_send_test_signed_with_another_secret_fails(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    config_file = tmp_path / "flowhooks.yaml"
-    config_file.write_text(HMAC_CONFIG)
-    with ServedApp(settings(redis_url), make_config(HMAC_CONFIG)) as app:
-        result = CliRunner().invoke(
-            main,
-            ["send-test", "--url", app.url, "--source", "etl", "--config", str(config_file)],
-            env=child_env(**{**ENV, "SECRET": "not-the-receivers-secret"}),
-        )
+    _, result = send_test(
+        redis_url, tmp_path, HMAC_CONFIG, {**ENV, "SECRET": "not-the-receivers-secret"}
+    )
     assert result.exit_code == 1
     assert '-> 401 {"error": "unauthorized"}' in result.output
     assert redis.dbsize() == 0

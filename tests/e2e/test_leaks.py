@@ -5,12 +5,8 @@ secret, in clear or in its usual encodings, may appear in anything they said or 
 import base64
 import contextlib
 import json
-import os
-import select
 import signal
-import socket
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -27,12 +23,19 @@ from config import keys
 from config.loader import load
 from config.settings import Settings
 from flowhooks.cli import main
-from flowhooks.sendtest import sample, sign
-from tests.support import RedisProcess, free_port
+from flowhooks.sendtest import sign
+from tests.support import (
+    FLOWHOOKS,
+    RedisProcess,
+    child_env,
+    exchange,
+    free_port,
+    signed_event,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-FLOWHOOKS = [sys.executable, "-m", "flowhooks"]
 REDIS_USER = "flowhooks"
 WHSEC_KEY = b"standard-webhooks-key-Vx4Jg"
 SECRETS = {
@@ -89,11 +92,6 @@ def secret_forms() -> dict[bytes, str]:
 
 def leaks(text: bytes) -> list[str]:
     return sorted({name for form, name in secret_forms().items() if form in text})
-
-
-def child_env(**values: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWHOOKS_")}
-    return {**base, "PYTHONUNBUFFERED": "1", **values}
 
 
 def secure(server: RedisProcess) -> str:
@@ -184,11 +182,9 @@ class Receiver:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while not self._healthy():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        started = wait_until(lambda: self._healthy() or self.process.poll() is not None, 30)
+        assert self.process.poll() is None, log.read_text()
+        assert started, log.read_text()
 
     @property
     def url(self) -> str:
@@ -236,22 +232,6 @@ def receiver(receiver_env: dict[str, str], tmp_path: Path) -> Iterator[Receiver]
         running.stop()
 
 
-def dribble(port: int, head: bytes, body_start: bytes) -> bytes:
-    """Send ``head`` and the start of a body, then a byte at a time until the server answers;
-    what the server sent."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head + body_start)
-        for _ in range(100):
-            if select.select([sock], [], [], 0.1)[0]:
-                break
-            sock.sendall(b" ")
-        reply = b""
-        with contextlib.suppress(ConnectionResetError):
-            while chunk := sock.recv(65536):
-                reply += chunk
-    return reply
-
-
 def test_no_secret_leaks_from_a_session_of_every_outcome(
     receiver: Receiver,
     receiver_env: dict[str, str],
@@ -265,12 +245,7 @@ def test_no_secret_leaks_from_a_session_of_every_outcome(
     def event(
         event_id: str, body: bytes | None = None, content_type: str = "application/json"
     ) -> tuple[bytes, dict[str, str]]:
-        now = time.time()
-        sent, headers = sample("FLOW_FAILED", 12345, now)
-        if body is None:
-            body = json.dumps({**json.loads(sent), "eventId": event_id}).encode()
-        headers["X-Etl-Webhook-Event-Id"] = event_id
-        return body, headers | sign(steps, body, now) | {"Content-Type": content_type}
+        return signed_event(steps, event_id, time.time(), body, content_type)
 
     # Redis gone: 503 and not ready; back (with its password set again): the same event in.
     body, good = event("first")
@@ -280,11 +255,9 @@ def test_no_secret_leaks_from_a_session_of_every_outcome(
     private_redis.start()
     redis_url = secure(private_redis)
     assert redis_url == receiver_env["FLOWHOOKS_REDIS_URL"]
-    deadline = time.monotonic() + 20
-    while (status := session.post(body, good)) == 503:
-        assert time.monotonic() < deadline, receiver.log.read_text()
-        time.sleep(0.1)
-    assert status == 202
+    back = wait_until(lambda: session.post(body, good) != 503, 20, interval=0.1)
+    assert back, receiver.log.read_text()
+    assert session.statuses[-1] == 202
     assert session.post(body, good) == 200  # a duplicate
 
     # Every way verification can fail, each on an otherwise valid request.
@@ -318,7 +291,8 @@ def test_no_secret_leaks_from_a_session_of_every_outcome(
     assert session.post(*event("elsewhere"), source="nope") == 404
     body, good = event("slow")
     head = "".join(f"{k}: {v}\r\n" for k, v in (good | {"Content-Length": "1000"}).items())
-    slow = dribble(receiver.port, f"POST /webhooks/etl HTTP/1.1\r\n{head}\r\n".encode(), body[:20])
+    request = f"POST /webhooks/etl HTTP/1.1\r\n{head}\r\n".encode() + body[:20]
+    slow = exchange(receiver.port, request, [b" "] * 100, pause=0.1)  # a byte at a time
     assert slow.startswith(b"HTTP/1.1 408 ")
     session.replies.append(slow)
 

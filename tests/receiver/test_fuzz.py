@@ -12,8 +12,6 @@ repository.
 """
 
 import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from receiver.signatures import REASONS, Headers, Rejected, compile_checks
-from tests.support import ENV, OLD_SECRET, SECRET, ServedApp, make_config
+from tests.support import ENV, OLD_SECRET, SECRET, ServedApp, b64, mac, make_config
 from tests.support import settings as app_settings
 
 NOW = 1_764_000_000.0
@@ -79,15 +77,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def mac(key: str | bytes, message: bytes, algorithm: str = "sha256") -> bytes:
-    raw_key = key.encode() if isinstance(key, str) else key
-    return hmac.new(raw_key, message, getattr(hashlib, algorithm)).digest()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 # --- the oracle: what a valid request is, from the contract -------------------------------

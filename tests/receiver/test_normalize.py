@@ -535,6 +535,21 @@ class TestEventId:
         other = norm({}, headers={"event-id": bad + "2"}, body=body)
         assert other.id != same.id
 
+    def test_the_hash_keeps_the_rejected_id_and_the_body_apart(self) -> None:
+        """Two deliveries whose rejected id and body run together into the same bytes (which
+        the hash once took as they were) are different events."""
+        splits = [("evt\x0012", b"{}"), ("evt\x001", b"2{}")]
+        assert len({given.encode() + body for given, body in splits}) == 1
+        ids = [norm({}, headers={"event-id": given}, body=body).id for given, body in splits]
+        assert all(is_hash(event_id) for event_id in ids)
+        assert ids[0] != ids[1]
+
+    def test_the_hash_keeps_a_body_apart_from_the_headers_hashed_without_one(self) -> None:
+        headers = {"event": "Flow.Executed", "entity-url": URL}
+        without_body = norm(None, headers=headers)
+        as_body = json.dumps(sorted(headers.items())).encode()
+        assert norm(None, headers=headers, body=as_body).id != without_body.id
+
     def test_a_lone_surrogate_does_not_break_the_event(self) -> None:
         payload = {"eventId": "evt-\ud800", "eventType": "FLOW_FAILED\udfff", "flowName": "\ud800"}
         event = norm(payload, body=b"{}")

@@ -1,14 +1,13 @@
 """receiver.signatures, table by table: every check type against valid, tampered, rotated and
 malformed input, each refusal asserted by its exact reason.
 
-The expected signatures are computed here with hmac/hashlib/base64, independently of the code
-under test and of ``flowhooks.sendtest.sign`` (which gets a test of its own at the end). Headers
-are given as the receiver hands them over: lower-case names, every value sent, Latin-1 text.
+The expected signatures are computed with hmac/hashlib/base64 (``tests.support.mac``),
+independently of the code under test and of ``flowhooks.sendtest.sign`` (which gets a test of
+its own at the end). Headers are given as the receiver hands them over: lower-case names, every
+value sent, Latin-1 text.
 """
 
 import base64
-import hashlib
-import hmac
 from textwrap import wrap
 from typing import NamedTuple
 
@@ -28,7 +27,7 @@ from receiver.signatures import (
     Rejected,
     compile_checks,
 )
-from tests.support import ENV, OLD_SECRET, SECRET, make_config
+from tests.support import ENV, OLD_SECRET, SECRET, b64, mac, make_config
 
 NOW = 1_764_000_000.0
 SECONDS = str(int(NOW))
@@ -91,15 +90,6 @@ def run(case: Case) -> None:
         assert (info.value.check, info.value.reason) == case.expected
         said = str(info.value)
     assert not [secret for secret in SECRET_VALUES if secret in said]
-
-
-def mac(key: str | bytes, message: bytes, algorithm: str = "sha256") -> bytes:
-    raw_key = key.encode() if isinstance(key, str) else key
-    return hmac.new(raw_key, message, getattr(hashlib, algorithm)).digest()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def hexsig(secret: str = SECRET, body: bytes = BODY, algorithm: str = "sha256") -> str:
