@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from config.schema import Config
+from config.schema import Config, reference_errors
 
 Path_ = tuple[str | int, ...]
 
@@ -64,12 +64,18 @@ def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) 
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: the config must be a mapping with a sources: key"])
     try:
-        return Config.model_validate(data, context={"environ": environ, "base_dir": base_dir})
+        config = Config.model_validate(data, context={"environ": environ, "base_dir": base_dir})
     except ValidationError as exc:
         errors = sorted(
             (_line(lines, err["loc"]), _format(err)) for err in exc.errors(include_input=False)
         )
         raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in errors]) from None
+    references = sorted(
+        (_line(lines, loc), f"{dotted(loc)}: {msg}") for loc, msg in reference_errors(config)
+    )
+    if references:
+        raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in references])
+    return config
 
 
 class _Loader(yaml.SafeLoader):

@@ -10,6 +10,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     SecretStr,
     StringConstraints,
     field_validator,
@@ -17,7 +19,12 @@ from pydantic import (
 )
 
 from config.durations import Duration
-from config.secrets import Secret
+from config.events import LABELS
+from config.matchers import Matcher
+from config.matchers import parse as parse_matcher
+from config.secrets import Secret, SecretOrText
+from config.templates import compile_template
+from config.timeintervals import TimeIntervalSpec
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME)]
@@ -123,5 +130,196 @@ class Source(Strict):
         return self
 
 
+# Actions ------------------------------------------------------------------------------------
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "slack": ("title", "text"),
+    "pagerduty": ("summary", "dedup_key"),
+    "email": ("subject", "text", "html"),
+    "webhook": ("body",),
+    "log": ("text",),
+}
+"""The templates each kind of action renders, any of which an action may override."""
+
+
+class RetryPolicy(Strict):
+    """Exponential backoff with jitter: ``initial``, then multiplied by ``factor`` up to
+    ``max_interval``, giving up once ``give_up_after`` has passed since the first attempt."""
+
+    initial: Duration = 10.0
+    factor: float = Field(default=2.0, ge=1.0)
+    max_interval: Duration = 3600.0
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    give_up_after: Duration = 86400.0
+
+
+class SlackAction(Strict):
+    webhook_url: Secret
+
+
+class PagerDutyAction(Strict):
+    routing_key: Secret
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    """Events API v2; EU accounts use ``https://events.eu.pagerduty.com/v2/enqueue``."""
+    severity: Literal["critical", "error", "warning", "info"] = "error"
+
+
+class SmtpServer(Strict):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = False
+    tls: bool = False
+    """Implicit TLS from the first byte (port 465), as opposed to ``starttls``."""
+    username: str | None = None
+    password: Secret | None = None
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> "SmtpServer":
+        if self.starttls and self.tls:
+            raise ValueError("starttls and tls exclude each other: choose one")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+_ADDRESS = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+")
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class EmailAction(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    to: list[Address] = Field(min_length=1)
+    sender: Address = Field(alias="from")
+    smtp: SmtpServer
+
+
+class StandardWebhooksSigning(Strict):
+    secret: Secret
+
+
+class WebhookAction(Strict):
+    url: Secret
+    headers: dict[HeaderName, SecretOrText] = {}
+    sign: StandardWebhooksSigning | None = None
+    timeout: Duration = 10.0
+
+
+class LogAction(Strict):
+    level: Literal["info", "warning"] = "info"
+
+
+SINKS = ("slack", "pagerduty", "email", "webhook", "log")
+
+
+class Action(Strict):
+    """A named action: exactly one sink, plus what every sink shares."""
+
+    slack: SlackAction | None = None
+    pagerduty: PagerDutyAction | None = None
+    email: EmailAction | None = None
+    webhook: WebhookAction | None = None
+    log: LogAction | None = None
+    send_resolved: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    templates: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> "Action":
+        named = [name for name in SINKS if getattr(self, name) is not None]
+        if len(named) != 1:
+            raise ValueError(f"must name exactly one of {', '.join(SINKS)}")
+        known = TEMPLATES[named[0]]
+        for name, source in self.templates.items():
+            if name not in known:
+                raise ValueError(
+                    f"templates: {named[0]} has no template {name!r} (known: {', '.join(known)})"
+                )
+            try:
+                compile_template(source, html=name == "html")
+            except ValueError as exc:
+                raise ValueError(f"templates.{name}: {exc}") from None
+        return self
+
+    @property
+    def sink(self) -> str:
+        return next(name for name in SINKS if getattr(self, name) is not None)
+
+
+# Routes -------------------------------------------------------------------------------------
+
+MATCHABLE = (*LABELS, "tags")
+
+
+def _matcher(value: object) -> Matcher:
+    if isinstance(value, Matcher):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('must be a matcher string such as kind="flow.failed"')
+    return parse_matcher(value, MATCHABLE)
+
+
+MatcherField = Annotated[Matcher, PlainValidator(_matcher), PlainSerializer(str)]
+
+
+def _labels(values: list[str]) -> list[str]:
+    for value in values:
+        if value not in MATCHABLE and value != "...":
+            raise ValueError(f"unknown label {value!r} (known: {', '.join(MATCHABLE)})")
+    return values
+
+
+class Route(Strict):
+    """A node of the routing tree. Unset fields are inherited from the parent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    matchers: list[MatcherField] = []
+    actions: list[str] | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    resolve: bool | None = None
+    repeat_interval: Duration | None = None
+    group_by: Annotated[list[str], AfterValidator(_labels)] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    mute_time_intervals: list[str] | None = None
+    active_time_intervals: list[str] | None = None
+    routes: list["Route"] = []
+
+
 class Config(Strict):
     sources: dict[SourceName, Source] = Field(min_length=1)
+    actions: dict[SourceName, Action] = {}
+    routes: Route = Route()
+    time_intervals: dict[SourceName, list[TimeIntervalSpec]] = {}
+
+
+def reference_errors(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """Names used in the routing tree that the config does not define, with their key paths."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(route: Route, path: tuple[str | int, ...]) -> None:
+        for i, name in enumerate(route.actions or ()):
+            if name not in config.actions:
+                known = ", ".join(sorted(config.actions)) or "none defined"
+                errors.append(((*path, "actions", i), f"unknown action {name!r} (known: {known})"))
+        for field in ("mute_time_intervals", "active_time_intervals"):
+            for i, name in enumerate(getattr(route, field) or ()):
+                if name not in config.time_intervals:
+                    known = ", ".join(sorted(config.time_intervals)) or "none defined"
+                    message = f"unknown time interval {name!r} (known: {known})"
+                    errors.append(((*path, field, i), message))
+        for i, child in enumerate(route.routes):
+            check(child, (*path, "routes", i))
+
+    check(config.routes, ("routes",))
+    return errors

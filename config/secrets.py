@@ -55,3 +55,14 @@ def _validate(value: Any, info: ValidationInfo) -> SecretStr:
 
 Secret = Annotated[SecretStr, BeforeValidator(_validate)]
 """A config field holding a secret reference, resolved at load."""
+
+
+def _validate_text(value: Any, info: ValidationInfo) -> SecretStr:
+    if isinstance(value, str) and _ENV_REF.fullmatch(value.strip()) is None:
+        return SecretStr(value)
+    return _validate(value, info)
+
+
+SecretOrText = Annotated[SecretStr, BeforeValidator(_validate_text)]
+"""A value that may be a secret reference or plain text (a webhook header, say); either way it
+is held as a secret, since plain text there is often a token too."""
