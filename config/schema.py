@@ -39,6 +39,23 @@ def _header_name(value: str) -> str:
 
 HeaderName = Annotated[str, AfterValidator(_header_name)]
 
+_EVENT_HEADERS = {
+    *(f"x-etl-webhook-{s}" for s in ("event-id", "event", "id", "entity-id", "entity-url")),
+    "webhook-id",
+    "webhook-timestamp",
+}
+
+
+def _secret_header(value: str) -> str:
+    """A header carrying a secret must not be one whose value becomes part of the event (its
+    id or labels), which is logged, stored and answered."""
+    if value.lower() in _EVENT_HEADERS:
+        raise ValueError(f"{value} carries event data, not a secret: choose another header")
+    return _header_name(value)
+
+
+SecretHeaderName = Annotated[str, AfterValidator(_secret_header)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -47,7 +64,7 @@ class Strict(BaseModel):
 class HmacCheck(Strict):
     """HMAC of the raw body (or of ``{timestamp}.{body}`` with ``timestamp_header``)."""
 
-    header: HeaderName = "X-Etl-Webhook-Signature"
+    header: SecretHeaderName = "X-Etl-Webhook-Signature"
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str | None = None
@@ -88,7 +105,7 @@ class BasicCheck(Strict):
 
 
 class HeaderTokenCheck(Strict):
-    header: HeaderName
+    header: SecretHeaderName
     token: Secret
 
 
