@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.connection import parse_url
 
 from config.durations import Duration
 from config.logs import LEVELS
@@ -19,7 +20,9 @@ class Settings(BaseSettings):
     """Everything a process needs besides the config file. Build one in the composition root
     (``Settings()``); nothing reads the environment at import time."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWHOOKS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWHOOKS_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """May carry a password, hence a secret; log :attr:`redis_location` instead."""
@@ -41,6 +44,19 @@ class Settings(BaseSettings):
     job_timeout: Duration = Field(300.0, ge=1)
     """The longest a worker job may run before RQ stops it (whole seconds)."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _parseable(cls, value: SecretStr) -> SecretStr:
+        """Refuse a URL Redis' client cannot split: its error would quote a piece of the
+        password (an unescaped ``/`` moves it into the port)."""
+        try:
+            parse_url(value.get_secret_value())  # type: ignore[no-untyped-call]
+        except ValueError:
+            raise PydanticCustomError("redis_url", _BAD_URL) from None
+        if _location(value) == _INVALID:
+            raise PydanticCustomError("redis_url", _BAD_URL)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -56,25 +72,28 @@ class Settings(BaseSettings):
 
     @property
     def redis_location(self) -> str:
-        """``host:port/db`` of the Redis URL (``unix:PATH`` for a socket), safe to log.
+        """``host:port/db`` of the Redis URL (``unix:PATH`` for a socket), safe to log."""
+        return _location(self.redis_url)
 
-        No user or password, and nothing of a URL that does not split cleanly: an unescaped
-        ``/`` or ``@`` in a password moves part of it into what would be the port or path.
-        """
-        try:
-            parts = urlsplit(self.redis_url.get_secret_value())
-            port = parts.port or 6379
-        except ValueError:
-            return _INVALID
-        if "@" in parts.path:
-            return _INVALID
-        if parts.scheme == "unix":
-            return f"unix:{parts.path}"
-        host = parts.hostname
-        if not host or not re.fullmatch(r"(/\d*)?", parts.path):
-            return _INVALID
-        host = f"[{host}]" if ":" in host else host
-        return f"{host}:{port}{parts.path if len(parts.path) > 1 else '/0'}"
+
+def _location(url: SecretStr) -> str:
+    """No user or password, and nothing of a URL that does not split cleanly: an unescaped
+    ``/`` or ``@`` in a password moves part of it into what would be the port or path."""
+    try:
+        parts = urlsplit(url.get_secret_value())
+        port = parts.port or 6379
+    except ValueError:
+        return _INVALID
+    if "@" in parts.path:
+        return _INVALID
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    host = parts.hostname
+    if not host or not re.fullmatch(r"(/\d*)?", parts.path):
+        return _INVALID
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}{parts.path if len(parts.path) > 1 else '/0'}"
 
 
 _INVALID = "(unparseable Redis URL)"
+_BAD_URL = "not a valid Redis URL (percent-encode / ? # @ in the password)"

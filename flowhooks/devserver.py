@@ -239,7 +239,9 @@ def _banner(port: int, env: dict[str, str], secret_file: Path | None) -> None:
     source = _source(config, env)
     send = f"send-test --url http://127.0.0.1:{port} --source {source} --config"
     redis_url = env["FLOWHOOKS_REDIS_URL"]
-    if "@" in redis_url:  # credentials: the user set the URL, keep it out of the terminal
+    if "FLOWHOOKS_REDIS_URL" in os.environ:
+        # The user's own URL may carry credentials (user:password@ or ?password=): refer to
+        # it instead of printing it.
         redis_url = "$FLOWHOOKS_REDIS_URL"
     print(
         f"""

@@ -1,8 +1,9 @@
 """The receiver's composition root: ``create_app(settings, config)`` builds the Starlette app.
 
 A webhook request goes through, in this order: unknown source (404) → size cap while streaming
-(413) → verification of the raw bytes (401) → content type (415) → parsing (400) → normalize →
-the durable write (503 if Redis cannot take it) → 202, or 200 for a duplicate.
+(413; 408 for a body slower than the deadline) → verification of the raw bytes (401) →
+content type (415) → parsing (400) → normalize → the durable write (503 if Redis cannot take
+it) → 202, or 200 for a duplicate.
 """
 
 import asyncio
@@ -16,6 +17,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,6 +95,9 @@ class _Receiver:
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=min(settings.redis_timeout, 2.0),
+            # No client-side retries: a write retried after a lost reply would answer its
+            # own event as a duplicate. The sender's retry after a 503 is the retry.
+            retry=Retry(NoBackoff(), 0),
         )
         self.writer = EventWriter(
             self.redis,
@@ -111,6 +117,7 @@ class _Receiver:
             yield
         finally:
             watchdog.cancel()
+            await self.writer.aclose()
             await self.redis.aclose()
 
     def _count(self, source: str, outcome: str) -> None:
@@ -128,14 +135,17 @@ class _Receiver:
         self._count(source, outcome)
         return _reply(status, {"error": message}, **headers)
 
-    def _committed(self, results: list[tuple[str, str]]) -> None:
-        """One log line per Redis round trip (group commit), naming every event it stored."""
+    def _committed(self, results: list[tuple[str, bool]]) -> None:
+        """One log line per Redis round trip (group commit), naming every event it stored as
+        ``source:id``: a line per event would cost more than the rest of accepting it."""
         self.metrics.commit_batch.observe(len(results))
-        stored = [ref for ref, first in results if not first]
-        duplicates = [ref for ref, first in results if first]
+        stored = [ref for ref, new in results if new]
+        duplicates = [ref for ref, new in results if not new]
         log.info("events stored", extra={"events": stored, "duplicates": duplicates})
 
     async def webhook(self, request: Request) -> Response:
+        if request.method == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
+            return _reply(405, {"error": "method not allowed"}, allow="GET, POST")
         name = request.path_params["source"]
         verifier = self.verifiers.get(name)
         if verifier is None:
@@ -200,7 +210,7 @@ class _Receiver:
         assert self.writer is not None
         started = time.perf_counter()
         try:
-            written = await self.writer.write(event, entry)
+            new = await self.writer.write(event, entry)
         except Unavailable as exc:
             failed = {"source": name, "event_id": event.id, "reason": str(exc)}
             log.error("event not stored", extra=failed)
@@ -208,12 +218,12 @@ class _Receiver:
             retry = str(self.settings.retry_after)
             return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
-        if written.duplicate:
+        if not new:
             self.metrics.duplicates.labels(name).inc()
             self._count(name, "duplicate")
-            return _reply(200, {"id": written.id, "duplicate": True})
+            return _reply(200, {"id": event.id, "duplicate": True})
         self._count(name, "accepted")
-        return _reply(202, {"id": written.id})
+        return _reply(202, {"id": event.id})
 
     async def healthz(self, request: Request) -> Response:
         return _reply(200, {"status": "ok"})

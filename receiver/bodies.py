@@ -44,7 +44,7 @@ class BodyReader:
     async def read(self, receive: Receive, content_length: str | None) -> bytes:
         """The whole body; raise :class:`BodyTooLarge` or :class:`BodyTimeout`."""
         declared = content_length or ""
-        if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
+        if declared.isascii() and declared.isdigit() and int(declared[:19]) > self.limit:
             raise BodyTooLarge
         task = asyncio.current_task()
         assert task is not None
@@ -65,9 +65,9 @@ class BodyReader:
                 if not message.get("more_body", False):
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except asyncio.CancelledError:
-            if task not in self._expired:
+            # Our own cancel becomes a 408; any other (the server stopping) stays a cancel.
+            if task not in self._expired or task.uncancel():
                 raise
-            task.uncancel()
             raise BodyTimeout from None
         finally:
             del self._reads[task]

@@ -1,20 +1,25 @@
-"""The durable write: dedupe, store and enqueue each event in one Redis round trip, shared by
-the requests in flight (group commit).
+"""The durable write: dedupe, store and enqueue each event in one Redis round trip, shared by the
+requests in flight (group commit).
 
-Each event costs one ``SET NX`` on its dedup key and, when new, its record, the first entry of
-its timeline, its place in the time index and its RQ route job, all inside one Lua script, so
-either Redis has all of it or the request fails. Requests that arrive while a round trip is in
-flight wait for the next one and share it: under load a round trip carries many events, and a
-lone request pays for one round trip, never for a timer.
+Each event costs a look at its dedup key and, when new, its record, the first entry of its
+timeline, its place in the time index, its RQ route job and last the dedup key, all inside one
+Lua script. Redis runs the script without interleaving other clients; should it stop half-way,
+the dedup key is not written, the request fails, and the sender's retry writes it all again.
+
+Requests that arrive while a round trip is in flight wait for the next one and share it: under
+load a round trip carries many events, and a lone request pays for one round trip, never for a
+timer.
 
 :meth:`EventWriter.write` returns only after Redis has applied the script; the caller answers
 2xx only then. A Redis error or a round trip slower than the deadline raises
-:class:`Unavailable` in every request of that round trip; a request waits at most for the
-round trip in flight and its own, so about twice the deadline.
+:class:`Unavailable` in every request of that round trip and in every request waiting behind
+it, so no request waits much longer than one deadline; past :data:`MAX_PENDING` waiting
+events, new ones are refused at once.
 """
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ from redis.exceptions import RedisError
 from config import keys
 from config.events import Event
 from receiver import jobs
+
+log = logging.getLogger("flowhooks.receiver")
 
 WRITE_EVENTS = """
 local n, dedup_ttl, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
@@ -39,21 +46,27 @@ for e = 0, n - 1 do
   local o = base + e * 3
   local ref = ARGV[o + 1]
   local dedup = prefix .. ':dedup:' .. ref
-  if redis.call('SET', dedup, ref, 'NX', 'PX', dedup_ttl) then
+  if redis.call('EXISTS', dedup) == 0 then
     redis.call('SET', prefix .. ':event:' .. ref, ARGV[o + 2], 'EX', retention)
     local timeline = prefix .. ':timeline:' .. ref
+    redis.call('DEL', timeline)
     redis.call('RPUSH', timeline, ARGV[o + 3])
     redis.call('EXPIRE', timeline, retention)
     redis.call('ZADD', index, now_ms, ref)
     -- The route job, as RQ's Job.to_dict writes it; RQ reads an uncompressed `data` as is.
+    -- A job left from an earlier acceptance of this event is replaced, not merged into.
     local job, arg = job_prefix .. redis.sha1hex(ref), cjson.encode(ref)
+    redis.call('DEL', 'rq:job:' .. job)
     redis.call('HSET', 'rq:job:' .. job, 'data', '["' .. task .. '", null, [' .. arg .. '], {}]',
                'description', task .. '(' .. arg .. ')', 'created_at', now_rq,
                'enqueued_at', now_rq, unpack(template))
     redis.call('RPUSH', queue, job)
-    out[e + 1] = ''
+    -- Last: a script that failed half-way leaves no dedup key to turn the retry into a
+    -- "duplicate" of an event that was never stored.
+    redis.call('SET', dedup, ref, 'PX', dedup_ttl)
+    out[e + 1] = 1
   else
-    out[e + 1] = redis.call('GET', dedup) or ref
+    out[e + 1] = 0
   end
 end
 redis.call('SADD', 'rq:queues', queue)
@@ -62,29 +75,24 @@ return out
 """
 
 RQ_QUEUE_KEY = f"rq:queue:{keys.QUEUE}"
+MAX_PENDING = 10_000
+"""Events waiting for a round trip beyond which a request is answered 503 at once."""
 
 
 class Unavailable(Exception):
     """Redis could not be written in time; nothing was acknowledged (answer 503)."""
 
 
-@dataclass(frozen=True)
-class Written:
-    id: str
-    """The event id; for a duplicate, the id of the event first accepted."""
-    duplicate: bool
-
-
 @dataclass
 class _Pending:
     ref: str
     args: tuple[str | bytes, ...]
-    done: "asyncio.Future[str]"
+    done: "asyncio.Future[bool]"
 
 
 class EventWriter:
     """Group commit of events. ``on_commit`` hears of every round trip that succeeded, with a
-    ``(ref, first ref)`` pair per event, the first ref empty for a new event."""
+    ``(ref, new)`` pair per event."""
 
     def __init__(
         self,
@@ -96,7 +104,7 @@ class EventWriter:
         deadline: float,
         max_batch: int = 256,
         clock: Callable[[], float] = time.time,
-        on_commit: Callable[[list[tuple[str, str]]], None] = lambda results: None,
+        on_commit: Callable[[list[tuple[str, bool]]], None] = lambda results: None,
     ) -> None:
         self._redis = redis
         self._script = redis.register_script(WRITE_EVENTS)
@@ -112,8 +120,11 @@ class EventWriter:
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, event: Event, received: Mapping[str, object]) -> Written:
-        """Write ``event`` with ``received`` as its first timeline entry; see the module doc."""
+    async def write(self, event: Event, received: Mapping[str, object]) -> bool:
+        """Write ``event`` with ``received`` as its first timeline entry; ``True`` if it is
+        new, ``False`` if its id was accepted before. Raise :class:`Unavailable`."""
+        if len(self._pending) >= MAX_PENDING:
+            raise Unavailable("backlog full")
         ref = keys.ref(event.source, event.id)
         pending = _Pending(
             ref,
@@ -123,10 +134,13 @@ class EventWriter:
         self._pending.append(pending)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        first = await pending.done
-        if first:
-            return Written(keys.split_ref(first)[1], duplicate=True)
-        return Written(event.id, duplicate=False)
+        return await pending.done
+
+    async def aclose(self) -> None:
+        """Let the round trip in flight finish; fail whatever still waits."""
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher], timeout=self._deadline)
+        self._fail(self._pending, "the receiver is stopping")
 
     async def _flush(self) -> None:
         try:
@@ -134,6 +148,9 @@ class EventWriter:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 await self._commit(batch)
+        except BaseException:  # cancelled: nothing may be left waiting for an answer
+            self._fail(self._pending, "the receiver is stopping")
+            raise
         finally:
             self._flusher = None
 
@@ -158,21 +175,28 @@ class EventWriter:
         try:
             async with asyncio.timeout(self._deadline):
                 replies = await self._script(args=args)
-        except (RedisError, TimeoutError) as exc:
-            for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(Unavailable(type(exc).__name__))
-            return
-        except BaseException:
-            for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(Unavailable("the writer stopped"))
+        except asyncio.CancelledError:
+            self._fail(batch, "the receiver is stopping")
             raise
-        results = [
-            (p.ref, r.decode() if isinstance(r, bytes) else r)
-            for p, r in zip(batch, replies, strict=True)
-        ]
-        for pending, (_, first) in zip(batch, results, strict=True):
+        except Exception as exc:
+            # Redis is down, slow or refusing writes: the requests behind this batch would
+            # only wait a deadline each to fail the same way, so they fail now too.
+            if not isinstance(exc, RedisError | TimeoutError):
+                log.exception("event write failed")
+            self._fail(batch + self._pending, type(exc).__name__)
+            self._pending.clear()
+            return
+        results = [(p.ref, bool(new)) for p, new in zip(batch, replies, strict=True)]
+        for pending, (_, new) in zip(batch, results, strict=True):
             if not pending.done.done():
-                pending.done.set_result(first)
-        self._on_commit(results)
+                pending.done.set_result(new)
+        try:
+            self._on_commit(results)
+        except Exception:
+            log.exception("on_commit failed")
+
+    @staticmethod
+    def _fail(waiting: list[_Pending], reason: str) -> None:
+        for pending in waiting:
+            if not pending.done.done():
+                pending.done.set_exception(Unavailable(reason))

@@ -11,6 +11,7 @@ that changes the format fails the suite.
 from datetime import UTC, datetime
 
 from redis import Redis
+from rq import Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -18,6 +19,11 @@ from config import keys
 
 PER_EVENT = ("data", "description", "created_at", "enqueued_at")
 """Fields of the job hash that differ from one event to the next."""
+
+
+ROUTE_RETRY = Retry(max=3, interval=[10, 60, 300])
+"""Route jobs that fail, or whose worker died under them (RQ's abandoned-job recovery), run
+again; once retries are spent they stay in the failed-job registry, the dead letter."""
 
 
 def template(timeout: float, failure_ttl: float) -> dict[str, str | bytes | int]:
@@ -31,6 +37,7 @@ def template(timeout: float, failure_ttl: float) -> dict[str, str | bytes | int]
         timeout=int(timeout),
         result_ttl=0,
         failure_ttl=int(failure_ttl),
+        retry=ROUTE_RETRY,
     )
     job.origin = keys.QUEUE
     job.enqueued_at = datetime.now(UTC)

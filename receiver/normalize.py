@@ -206,9 +206,10 @@ def _event_id(
     body: bytes,
 ) -> str:
     given = (
-        _text(etl_headers.get("event-id"))
-        or _first_text((top,), "eventId", "event_id")
-        or _text(delivery_id)
+        _id(etl_headers.get("event-id"))
+        or _id(top.get("eventId"))
+        or _id(top.get("event_id"))
+        or _id(delivery_id)
     )
     if given and len(given) <= MAX_ID and given.isprintable():
         return given
@@ -224,6 +225,14 @@ def _event_id(
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()[:32]
+
+
+def _id(value: Any) -> str | None:
+    """An id as sent: text or a whole number. A float is no id: ``1e400`` and ``1e401`` both
+    read as ``inf``, and two events must not share an id by rounding."""
+    if type(value) is int:
+        return str(value)
+    return _text(value) if type(value) is str else None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -158,14 +158,7 @@ class TestRedisUrlIsASecret:
             (f"rediss://:{PASSWORD}@[::1]:7000/2", "[::1]:7000/2"),
             (f"redis://:{PASSWORD}@cache.example.com:6380", "cache.example.com:6380/0"),
             (f"unix://:{PASSWORD}@/run/redis.sock?db=2", "unix:/run/redis.sock"),
-            # An unescaped / or @ in the password moves part of it into the port or the path.
-            ("redis://user:r3dis/pa55w0rd@cache:6379/0", "(unparseable Redis URL)"),
-            ("redis://:123/r3dis-pa55w0rd@cache/0", "(unparseable Redis URL)"),
             ("redis://:r3dis@pa55w0rd@cache/0", "cache:6379/0"),
-            ("unix://:r3dis/pa55w0rd@/run/redis.sock", "(unparseable Redis URL)"),
-            ("redis://cache:99999/0", "(unparseable Redis URL)"),
-            ("redis://[::1", "(unparseable Redis URL)"),
-            ("not a url", "(unparseable Redis URL)"),
         ],
     )
     def test_the_location_is_safe_to_log(self, url: str, location: str) -> None:
@@ -174,6 +167,27 @@ class TestRedisUrlIsASecret:
         for fragment in ("r3dis", "pa55w0rd"):
             assert fragment not in settings.redis_location
             assert fragment not in repr(settings)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            # An unescaped / or @ in the password moves part of it into the port or the path,
+            # where Redis' client would quote it in an error.
+            "redis://user:r3dis/pa55w0rd@cache:6379/0",
+            "redis://:123/r3dis-pa55w0rd@cache/0",
+            "unix://:r3dis/pa55w0rd@/run/redis.sock",
+            "redis://cache:99999/0",
+            "redis://[::1",
+            "not a url",
+        ],
+    )
+    def test_an_unparseable_url_is_refused_without_quoting_it(self, url: str) -> None:
+        with pytest.raises(ValidationError) as refused:
+            Settings(redis_url=url)
+        [error] = refused.value.errors(include_input=False)
+        assert error["msg"] == ("not a valid Redis URL (percent-encode / ? # @ in the password)")
+        for fragment in ("r3dis", "pa55w0rd"):
+            assert fragment not in str(refused.value)
 
 
 def test_settings_can_be_built_from_a_mapping_too() -> None:

@@ -64,6 +64,7 @@ def rq_enqueue(redis: Redis, app_settings: Settings, ref: str, job_id: str = TWI
         result_ttl=0,
         failure_ttl=int(app_settings.event_retention),
         job_timeout=int(app_settings.job_timeout),
+        retry=jobs.ROUTE_RETRY,
     )
 
 

@@ -738,3 +738,16 @@ def test_normalize_never_raises(
     assert event.raw is payload
     assert_valid(event)
     event.model_dump_json()
+
+
+@pytest.mark.parametrize("given", [1e400, 9007199254740993.0, True, [1], {"a": 1}])
+def test_only_text_or_whole_numbers_are_ids(given: Any) -> None:
+    """Floats round (1e400 and 1e401 would share the id "inf"): they fall back to the hash."""
+    body = json.dumps({"eventId": given}).encode()
+    event = norm({"eventId": given}, body=body)
+    assert event.id != str(given)
+    assert len(event.id) == 32
+
+
+def test_a_whole_number_id_is_kept() -> None:
+    assert norm({"eventId": 12345}).id == "12345"
