@@ -103,6 +103,7 @@ class EventWriter:
         job_template: dict[str, str | bytes | int],
         deadline: float,
         max_batch: int = 256,
+        max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.time,
         on_commit: Callable[[list[tuple[str, bool]]], None] = lambda results: None,
     ) -> None:
@@ -115,6 +116,7 @@ class EventWriter:
         ]
         self._deadline = deadline
         self._max_batch = max_batch
+        self._max_pending = max_pending
         self._clock = clock
         self._on_commit = on_commit
         self._pending: list[_Pending] = []
@@ -123,7 +125,7 @@ class EventWriter:
     async def write(self, event: Event, received: Mapping[str, object]) -> bool:
         """Write ``event`` with ``received`` as its first timeline entry; ``True`` if it is
         new, ``False`` if its id was accepted before. Raise :class:`Unavailable`."""
-        if len(self._pending) >= MAX_PENDING:
+        if len(self._pending) >= self._max_pending:
             raise Unavailable("backlog full")
         ref = keys.ref(event.source, event.id)
         pending = _Pending(

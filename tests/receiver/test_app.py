@@ -187,3 +187,10 @@ def test_health_readiness_and_metrics(app: ServedApp) -> None:
     )
     assert "flowhooks_queue_depth 1.0" in text
     assert "flowhooks_enqueue_seconds_count 1.0" in text
+
+
+def test_head_is_no_delivery(app: ServedApp, redis: Redis) -> None:
+    headers = signed(b"") | {"X-Etl-Webhook-Event-Id": "head-1"}
+    response = httpx.head(f"{app.url}/webhooks/etl", headers=headers)
+    assert response.status_code == 405
+    assert redis.dbsize() == 0
