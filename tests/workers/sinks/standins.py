@@ -1,0 +1,233 @@
+"""Stand-ins for the far side of each sink, on loopback: an HTTP server whose answers a test
+scripts (Slack, PagerDuty, any webhook), an SMTP server (aiosmtpd), a self-signed certificate,
+and the leak check every sink's tests share."""
+
+import asyncio
+import base64
+import json
+import logging
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import uvicorn
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from workers.sinks import DeliveryError
+
+T = TypeVar("T")
+SMTP_USER = "mailer"
+SMTP_PASSWORD = "smtp-pass-Wq4Rt8Zx"
+STANDIN_LOGGERS = ("uvicorn", "mail.log")
+"""The stand-ins' own loggers: what the far side logs is not flowhooks leaking."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    echo: bool = False
+    """Answer with everything the request held (URL, headers, body), as a careless or hostile
+    server might, so that quoting a response body would show in the error."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HttpStandIn:
+    """A recording HTTP server: each request gets the next scripted :class:`Reply`, or
+    ``default`` once the script runs out."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.requests: list[Recorded] = []
+        self.script: deque[Reply] = deque()
+        self.default = Reply()
+        app = Starlette(routes=[Route("/{path:path}", self._answer, methods=["POST"])])
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def reset(self, *script: Reply, default: Reply = Reply()) -> None:
+        self.requests.clear()
+        self.script = deque(script)
+        self.default = default
+
+    async def _answer(self, request: Request) -> Response:
+        body = await request.body()
+        headers = dict(request.headers)
+        self.requests.append(Recorded(request.method, request.url.path, headers, body))
+        reply = self.script.popleft() if self.script else self.default
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        content = reply.body
+        if reply.echo:
+            echoed = {"url": str(request.url), "headers": headers, "body": body.decode()}
+            content = json.dumps(echoed).encode()
+        return Response(content, status_code=reply.status, headers=reply.headers)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the HTTP stand-in did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class SmtpStandIn:
+    """An aiosmtpd handler that keeps every message and answers as scripted: ``rcpt_reply``
+    for every RCPT (``None``: accept), ``data_reply`` for DATA."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+        self.rcpt_reply: dict[str, str] = {}
+        self.data_reply = "250 OK"
+
+    def reset(self) -> None:
+        self.envelopes.clear()
+        self.rcpt_reply = {}
+        self.data_reply = "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_reply.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_reply.startswith("250"):
+            self.envelopes.append(envelope)
+        return self.data_reply
+
+
+class Authenticator:
+    """Accepts one username and password."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username.encode(), password.encode()
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        good = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            self.username,
+            self.password,
+        )
+        return AuthResult(success=good, handled=False)  # aiosmtpd answers 235 or 535
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def self_signed(folder: Path) -> Certificate:
+    """A certificate for 127.0.0.1 and localhost, made by the ``openssl`` command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key)),
+            *("-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Certificate(cert, key)
+
+
+def run(call: Callable[[httpx.AsyncClient], Awaitable[T]], timeout: float = 2.0) -> T:
+    """Run one sink call on a fresh event loop with a fresh client, as a worker would."""
+
+    async def main() -> T:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await call(client)
+
+    return asyncio.run(main())
+
+
+def failure(
+    call: Callable[[httpx.AsyncClient], Awaitable[object]], timeout: float = 2.0
+) -> DeliveryError:
+    """The :class:`DeliveryError` ``call`` raises."""
+    with pytest.raises(DeliveryError) as caught:
+        run(call, timeout)
+    return caught.value
+
+
+def forms(secret: str) -> set[str]:
+    """``secret`` in clear, and base64 (standard and URL-safe, padded or not) as well."""
+    raw = secret.encode()
+    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {secret, *encoded, *(e.rstrip("=") for e in encoded)}
+
+
+def assert_no_secret(
+    error: BaseException, records: Iterable[logging.LogRecord], secrets: Iterable[str]
+) -> None:
+    """Neither ``error`` (str, repr, formatted traceback with anything chained) nor any log
+    record of ours (message, arguments and extra fields) holds a secret in any usual form;
+    and ``error`` has nothing chained to it, not even a suppressed context, which a stored
+    traceback or an error tracker could still show."""
+    assert error.__context__ is None and error.__cause__ is None
+    said = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for record in records:
+        if not record.name.startswith(STANDIN_LOGGERS):
+            said.append(record.getMessage())
+            said.append(repr(record.__dict__))
+    text = "\n".join(said)
+    for secret in secrets:
+        for form in forms(secret):
+            assert form not in text, f"a secret appears in {text!r}"

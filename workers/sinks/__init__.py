@@ -1,0 +1,329 @@
+"""Notification sinks: one module per sink (:mod:`.slack`, :mod:`.pagerduty`, :mod:`.email`,
+:mod:`.webhook`, :mod:`.log`), each with one public coroutine::
+
+    async def send(action, payload, *, client, delivery_id) -> int | None
+
+which delivers one rendered ``payload`` and returns the HTTP status (``None`` for sinks that
+are not HTTP), or raises :class:`DeliveryError`. Nothing else escapes a sink except a
+``TypeError`` or ``KeyError`` for a payload of the wrong shape, a bug of the caller.
+:func:`send` here picks the sink an :class:`~config.schema.Action` names.
+
+Error contract::
+
+    DeliveryError            the one exception a sink raises
+      .retryable True        connection errors, timeouts, 408, 425, 429, 5xx, SMTP 4xx
+      .retryable False       other 4xx, unexpected answers, SMTP 5xx, refused logins, bad config
+      .status                the HTTP status (the SMTP reply code for email), when there was one
+      .retry_after           seconds the far side asked us to wait (``Retry-After``), capped
+
+Whether to retry is decided here, in :func:`check_response` and :func:`post`, and nowhere else.
+
+Secrets never leak: a :class:`DeliveryError` says the sink, the status and a short reason, never
+a URL (a Slack webhook URL *is* a secret), a header value, a key or a response body that could
+echo one. It is raised outside the ``except`` block that caught the underlying error, so no
+chained exception carries httpx's message (which quotes the URL) into a stored traceback. httpx
+logs every request's full URL at INFO, httpcore the response headers at DEBUG:
+:class:`RedactHttpLogs` keeps both to what is not secret.
+"""
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+
+import httpx
+
+from config.schema import Action
+
+__all__ = [
+    "DEADLINE",
+    "HTTP_LOGGERS",
+    "MAX_BODY",
+    "MAX_RETRY_AFTER",
+    "RETRYABLE_STATUSES",
+    "DeliveryError",
+    "RedactHttpLogs",
+    "check_response",
+    "encode_json",
+    "parse_retry_after",
+    "post",
+    "redact_http_logs",
+    "send",
+]
+
+MAX_RETRY_AFTER = 3600.0
+"""A ``Retry-After`` longer than this (one hour) is read as this: a sink may not park a delivery
+for a day with one header."""
+MAX_BODY = 64 * 1024
+"""Bytes of a response body read at most; the rest is never downloaded."""
+DEADLINE = 30.0
+"""Seconds one HTTP attempt may take in all, when the action sets no timeout of its own."""
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+"""4xx statuses that mean "not now" rather than "never"; every 5xx is retryable too."""
+
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+"""The loggers :class:`RedactHttpLogs` guards."""
+
+_DIGITS = re.compile(r"[0-9]+")
+_EXCEPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class DeliveryError(Exception):
+    """A delivery that did not succeed, and whether trying it again may.
+
+    ``str()`` reads like ``slack: HTTP 429 Too Many Requests (retryable, retry after 2s)``.
+    """
+
+    def __init__(
+        self,
+        sink: str,
+        reason: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(sink, reason)
+        self.sink = sink
+        self.reason = reason
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        text = f"{self.sink}: {self.reason} ({'retryable' if self.retryable else 'permanent'}"
+        if self.retry_after is not None:
+            text += f", retry after {self.retry_after:g}s"
+        return text + ")"
+
+    def __repr__(self) -> str:
+        return (
+            f"DeliveryError({self.sink!r}, {self.reason!r}, retryable={self.retryable!r}, "
+            f"status={self.status!r}, retry_after={self.retry_after!r})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The keyword-only arguments would be lost by Exception's own pickling.
+        fields = (self.sink, self.reason, self.retryable, self.status, self.retry_after)
+        return (_rebuild, fields)
+
+
+def _rebuild(
+    sink: str, reason: str, retryable: bool, status: int | None, retry_after: float | None
+) -> DeliveryError:
+    return DeliveryError(sink, reason, retryable=retryable, status=status, retry_after=retry_after)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP-date, read
+    against ``now``, a Unix time), between 0 and :data:`MAX_RETRY_AFTER`; ``None`` when absent
+    or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DIGITS.fullmatch(text):
+        seconds = float(text) if len(text) < 16 else MAX_RETRY_AFTER
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when.timestamp() - now  # a date without a zone is read as UTC
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _server_now(response: httpx.Response) -> float:
+    """The response's ``Date``, so an HTTP-date ``Retry-After`` survives clock skew; else ours."""
+    date = response.headers.get("date")
+    if date:
+        try:
+            return parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return time.time()
+
+
+def _describe(status: int, detail: str | None) -> str:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    text = f"HTTP {status} {phrase}".rstrip()
+    return f"{text}: {detail}" if detail else text
+
+
+def check_response(
+    sink: str,
+    response: httpx.Response,
+    ok: Callable[[httpx.Response], bool] | None = None,
+    *,
+    detail: str | None = None,
+) -> None:
+    """Return if ``response`` is a success, else raise :class:`DeliveryError`.
+
+    Success is a 2xx for which ``ok`` (if given) holds; a 2xx it rejects is a permanent error.
+    408, 425, 429 and 5xx are retryable, with ``retry_after`` from their ``Retry-After``;
+    everything else (other 4xx, and 1xx/3xx, since redirects are never followed) is permanent.
+    ``detail`` is a short reason to add; the caller vouches that it holds no secret. The
+    response's own reason phrase and body are never quoted.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        if ok is None or ok(response):
+            return
+        reason = _describe(status, detail or "unexpected response")
+        raise DeliveryError(sink, reason, retryable=False, status=status)
+    retryable = status in RETRYABLE_STATUSES or 500 <= status < 600
+    retry_after = None
+    if retryable:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), _server_now(response))
+    raise DeliveryError(
+        sink,
+        _describe(status, detail),
+        retryable=retryable,
+        status=status,
+        retry_after=retry_after,
+    )
+
+
+def encode_json(sink: str, payload: object) -> bytes:
+    """``payload`` as compact JSON bytes; a value JSON cannot hold is a permanent error."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError):
+        failure = DeliveryError(sink, "payload is not JSON serializable", retryable=False)
+    raise failure
+
+
+async def post(
+    sink: str,
+    client: httpx.AsyncClient,
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    deadline: float = DEADLINE,
+) -> httpx.Response:
+    """POST ``content`` to ``url`` and return the response with at most :data:`MAX_BODY`
+    bytes of its body read. Redirects are not followed.
+
+    Each phase has the client's timeouts, the whole attempt ``deadline`` seconds. Raises
+    :class:`DeliveryError` with only the exception's class name as the reason, since httpx's
+    messages quote the URL: retryable for connection errors, timeouts and protocol errors
+    (any ``httpx.HTTPError``), permanent for a URL httpx cannot use and for anything else that
+    escapes httpx (a port out of range surfaces as an ``ExceptionGroup``).
+    """
+    redact_http_logs()
+    failure: DeliveryError | None = None
+    try:
+        async with asyncio.timeout(deadline):
+            request = client.build_request("POST", url, content=content, headers=headers)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                body = await _read_capped(response)
+            finally:
+                await response.aclose()
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        failure = DeliveryError(sink, type(exc).__name__, retryable=False)
+    except httpx.HTTPError as exc:
+        failure = DeliveryError(sink, type(exc).__name__, retryable=True)
+    except TimeoutError:
+        failure = DeliveryError(sink, "deadline exceeded", retryable=True)
+    except Exception as exc:  # its message may quote the URL, so it is never re-raised
+        failure = DeliveryError(sink, type(exc).__name__, retryable=False)
+    if failure is not None:
+        raise failure  # outside the except blocks: no __context__ quoting the URL
+    # The body is decoded already, so the headers that described its encoding go.
+    kept = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=kept, content=body, request=request)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= MAX_BODY:
+            break
+    return bytes(body[:MAX_BODY])
+
+
+class RedactHttpLogs(logging.Filter):
+    """Keeps secrets out of what httpx and httpcore log.
+
+    httpx logs every request's full URL at INFO (``HTTP Request: POST <url> ...``): the URL is
+    cut down to its origin, since the path and query of a Slack or webhook URL are its secret.
+    httpcore logs, at DEBUG, the response headers (a ``Location`` may echo the URL) and the
+    repr of exceptions (h11 quotes an illegal header value): those become the event's name,
+    with the exception's class name.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "httpx" and isinstance(record.args, tuple):
+            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        elif record.name.startswith("httpcore.") and isinstance(record.msg, str):
+            event, _, details = record.msg.partition(" ")
+            if event.endswith(".failed"):
+                kind = _EXCEPTION.match(details.removeprefix("exception="))
+                record.msg = f"{event} exception={kind.group() if kind else '?'}"
+            elif event.startswith("receive_response_headers") and details:
+                record.msg = f"{event} (headers not logged)"
+        return True
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}/…"
+
+
+def redact_http_logs() -> None:
+    """Install :class:`RedactHttpLogs` on the httpx and httpcore loggers, once. :func:`post`
+    calls it; a composition root may call it at start, so that no other use of httpx logs a
+    secret URL either."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactHttpLogs) for f in logger.filters):
+            logger.addFilter(RedactHttpLogs())
+
+
+async def send(
+    action: Action, payload: object, *, client: httpx.AsyncClient, delivery_id: str
+) -> int | None:
+    """Deliver ``payload`` through the sink ``action`` names (see each sink's ``send``).
+
+    Payload shapes: a JSON object for slack, pagerduty and webhook (a JSON array too for
+    webhook), ``{"subject", "text", "html"}`` strings for email, a string for log. Raises
+    :class:`DeliveryError`, or ``TypeError`` for a payload of the wrong shape.
+    """
+    # The sinks import this module, so they are imported when first used.
+    from workers.sinks import email, log, pagerduty, slack, webhook  # noqa: PLC0415
+
+    if action.slack is not None and isinstance(payload, Mapping):
+        return await slack.send(action.slack, payload, client=client, delivery_id=delivery_id)
+    if action.pagerduty is not None and isinstance(payload, Mapping):
+        return await pagerduty.send(
+            action.pagerduty, payload, client=client, delivery_id=delivery_id
+        )
+    if action.email is not None and isinstance(payload, Mapping):
+        await email.send(action.email, payload, client=client, delivery_id=delivery_id)
+        return None
+    if action.webhook is not None and isinstance(payload, Mapping | list):
+        return await webhook.send(action.webhook, payload, client=client, delivery_id=delivery_id)
+    if action.log is not None and isinstance(payload, str):
+        await log.send(action.log, payload, client=client, delivery_id=delivery_id)
+        return None
+    raise TypeError(f"a {type(payload).__name__} is not a {action.sink} payload")

@@ -1,0 +1,135 @@
+"""Email over SMTP: ``smtplib`` in a thread, plain, STARTTLS or implicit TLS, optional login.
+
+The message is ``multipart/alternative``, text part first and HTML part last (clients show the
+last part they understand), with ``From``, ``To``, ``Date``, ``Auto-Submitted`` and a
+``Message-ID`` derived from the delivery id, so a retried delivery is the same message. The
+subject is flattened to one line before it is set, and ``email.policy.SMTP`` refuses a header
+with a line break anyway: no event data can add a header.
+
+Errors: SMTP 4xx replies, connection errors, timeouts and TLS failures are retryable; 5xx
+replies, a refused login and a server lacking STARTTLS or AUTH are permanent. The server's
+reply text is never quoted (it may echo what we sent); the reply code is ``status``.
+"""
+
+import asyncio
+import email.policy
+import email.utils
+import hashlib
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import httpx
+
+from config.schema import EmailAction, SmtpServer
+from workers.sinks import DeliveryError
+
+log = logging.getLogger("flowhooks.sinks.email")
+
+MAX_SUBJECT = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+async def send(
+    action: EmailAction,
+    payload: Mapping[str, str],
+    *,
+    client: httpx.AsyncClient,
+    delivery_id: str,
+) -> None:
+    """Mail ``payload`` (``subject``, ``text``, ``html``; ``html`` may be empty) to the
+    action's recipients. Raises :class:`~workers.sinks.DeliveryError`; ``client`` is unused.
+
+    If the server accepts some recipients and refuses others, the delivery counts as done (a
+    retry would mail the accepted ones twice) and the refused addresses are logged.
+    """
+    message = _message(action, payload, delivery_id, datetime.now(UTC))
+    failure = await asyncio.to_thread(_deliver, action, message)
+    if failure is not None:
+        raise failure
+
+
+def _message(
+    action: EmailAction, payload: Mapping[str, str], delivery_id: str, now: datetime
+) -> EmailMessage:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["Subject"] = _one_line(payload["subject"])
+    message["From"] = action.sender
+    message["To"] = ", ".join(action.to)
+    message["Date"] = email.utils.format_datetime(now)
+    message["Message-ID"] = _message_id(delivery_id, action.sender)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
+    message.set_content(payload["text"])
+    if payload.get("html"):
+        message.add_alternative(payload["html"], subtype="html")
+    return message
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(_CONTROL.sub(" ", text).split())  # split() also takes U+2028, U+0085…
+    return flat if len(flat) <= MAX_SUBJECT else flat[: MAX_SUBJECT - 1] + "…"
+
+
+def _message_id(delivery_id: str, sender: str) -> str:
+    local = delivery_id if _ID.fullmatch(delivery_id) else None
+    local = local or hashlib.sha256(delivery_id.encode()).hexdigest()[:40]
+    domain = sender.rpartition("@")[2]
+    return f"<{local.strip('.')}@{domain if _DOMAIN.fullmatch(domain) else 'flowhooks'}>"
+
+
+def _deliver(action: EmailAction, message: EmailMessage) -> DeliveryError | None:
+    """Runs in a worker thread; returns the failure rather than raising it, so that nothing
+    chained to it (smtplib quotes the server's replies) travels with it."""
+    try:
+        refused = _transmit(action.smtp, message, action.sender, action.to)
+    except smtplib.SMTPAuthenticationError as exc:
+        return _failure("login refused", exc.smtp_code, retryable=False)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        retryable = all(400 <= code < 500 for code in codes)
+        return _failure("recipients refused", codes[0] if codes else None, retryable=retryable)
+    except smtplib.SMTPResponseException as exc:
+        retryable = not 500 <= exc.smtp_code < 600
+        return _failure(type(exc).__name__, exc.smtp_code, retryable=retryable)
+    except smtplib.SMTPServerDisconnected:
+        return _failure("SMTPServerDisconnected", None, retryable=True)
+    except smtplib.SMTPNotSupportedError:
+        return _failure("server lacks STARTTLS, AUTH or SMTPUTF8", None, retryable=False)
+    except smtplib.SMTPException as exc:  # e.g. no AUTH mechanism in common
+        return _failure(type(exc).__name__, None, retryable=False)
+    except OSError as exc:  # refused, unreachable, timed out, TLS handshake or certificate
+        return _failure(type(exc).__name__, None, retryable=True)
+    if refused:
+        listed = ", ".join(f"{address} ({code})" for address, (code, _) in refused.items())
+        log.warning("recipients refused: %s", listed, extra={"sink": "email"})
+    return None
+
+
+def _failure(reason: str, code: int | None, *, retryable: bool) -> DeliveryError:
+    text = f"SMTP {code} {reason}" if code is not None else reason
+    return DeliveryError("email", text, retryable=retryable, status=code)
+
+
+def _transmit(
+    server: SmtpServer, message: EmailMessage, sender: str, recipients: Sequence[str]
+) -> dict[str, tuple[int, bytes]]:
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if server.tls:
+        smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
+    with smtp:
+        smtp.ehlo()
+        if server.starttls:
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if server.username is not None and server.password is not None:
+            smtp.login(server.username, server.password.get_secret_value())
+        return smtp.send_message(message, from_addr=sender, to_addrs=list(recipients))
