@@ -43,3 +43,33 @@ def route_job_id(event_ref: str) -> str:
     SHA-1 because the receiver's write script derives the same id with Redis' ``sha1hex``.
     """
     return ROUTE_JOB_PREFIX + hashlib.sha1(event_ref.encode(), usedforsecurity=False).hexdigest()
+
+
+def delivered(delivery_id: str) -> str:
+    """Set once a delivery succeeded: it is never sent again (replays, duplicates, re-runs)."""
+    return f"{PREFIX}:delivered:{delivery_id}"
+
+
+def incident(source: str, flow_id: str, route: str, action: str) -> str:
+    return f"{PREFIX}:incident:{source}:{flow_id}:{route}:{action}"
+
+
+def incidents(source: str, flow_id: str) -> str:
+    """The set of open incident keys of one flow, which its next success resolves."""
+    return f"{PREFIX}:incidents:{source}:{flow_id}"
+
+
+SILENCES = f"{PREFIX}:silences"
+"""Hash of silence id to the silence as JSON."""
+
+
+def pace(action: str) -> str:
+    return f"{PREFIX}:pace:{action}"
+
+
+def group(group_id: str) -> str:
+    return f"{PREFIX}:group:{group_id}"
+
+
+def group_flush(group_id: str) -> str:
+    return f"{PREFIX}:group-flush:{group_id}"

@@ -1,20 +1,32 @@
 """Alertmanager-style label matchers: ``label="value"``, ``label!="value"``, ``label=~"regex"``,
 ``label!~"regex"``. Pure.
 
-Regexes are anchored at both ends, as in Alertmanager: ``flow_name=~"warehouse-.*"`` matches
-``warehouse-load`` but not ``old-warehouse-load``. A label the event lacks is the empty string.
-``tags`` is the one label with many values: ``=`` and ``=~`` match if any tag does, ``!=`` and
-``!~`` if no tag does.
+The syntax is Alertmanager's (``pkg/labels/parse.go``): whitespace around the three parts is
+dropped; the value may be double-quoted; inside it ``\\"`` is a quote, ``\\\\`` a backslash and
+``\\n`` a line feed, while any other backslash stays as written, so ``=~"etl-\\d+"`` keeps its
+``\\d``. An unescaped ``"`` may only open and close the value, and the empty value must be
+written ``""``.
+
+Regexes are anchored at both ends, as in Alertmanager (``^(?:regex)$``): ``flow_name=~"warehouse"``
+matches ``warehouse`` and not ``old-warehouse-x``, and ``=~"a|b"`` matches ``a`` or ``b``, never
+``xa``. A label the event lacks is the empty string. ``tags`` is the one label with many values:
+``=`` and ``=~`` match if any tag does, ``!=`` and ``!~`` if no tag does; an event without tags
+has a single empty tag, like any absent label, so ``tags!=""`` means "has a tag".
+
+Deliberate differences from Alertmanager: labels are the event's (an unknown one is an error,
+not a label that is always empty); regexes are Python's :mod:`re`, not Go's RE2, so ``\\d`` and
+``\\w`` also match non-ASCII digits and letters, an inline flag such as ``(?i)`` must open the
+regex, and backreferences and lookarounds are accepted.
 """
 
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 Op = Literal["=", "!=", "=~", "!~"]
-_SYNTAX = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+_SYNTAX = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*", re.DOTALL)
+_UNESCAPE = {"n": "\n", '"': '"', "\\": "\\"}
 
 
 @dataclass(frozen=True)
@@ -26,18 +38,22 @@ class Matcher:
 
     def matches(self, labels: Mapping[str, str], tags: Sequence[str] = ()) -> bool:
         if self.label == "tags":
-            hit = any(self._equal(tag) for tag in tags)
-            return hit if self.op in ("=", "=~") else not hit
-        equal = self._equal(labels.get(self.label, ""))
-        return equal if self.op in ("=", "=~") else not equal
+            hit = any(self._equal(tag) for tag in tags or ("",))
+        else:
+            hit = self._equal(labels.get(self.label, ""))
+        return hit if self.op in ("=", "=~") else not hit
 
     def _equal(self, text: str) -> bool:
         if self._regex is not None:
+            # fullmatch anchors the whole pattern, alternation included, at both ends, and
+            # unlike ``$`` accepts no trailing newline: Go's ``^(?:regex)$``
             return self._regex.fullmatch(text) is not None
         return text == self.value
 
     def __str__(self) -> str:
-        return f"{self.label}{self.op}{json.dumps(self.value)}"
+        """The matcher as it is written, so that parsing it again gives the same matcher."""
+        escaped = self.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return f'{self.label}{self.op}"{escaped}"'
 
 
 def parse(text: str, labels: Collection[str]) -> Matcher:
@@ -48,25 +64,41 @@ def parse(text: str, labels: Collection[str]) -> Matcher:
     label, op, raw = match.groups()
     if label not in labels:
         raise ValueError(f"unknown label {label!r} (known: {', '.join(sorted(labels))})")
+    if not raw:  # as in Alertmanager: more likely a value forgotten than the empty string
+        raise ValueError(f'{text!r} has no value: write {label}{op}"" for the empty string')
     value = _unquote(raw)
     regex = None
     if op in ("=~", "!~"):
         try:
             regex = re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError) as exc:  # a repeat count past sys.maxsize overflows
             raise ValueError(f"bad regex {value!r}: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"bad regex {value!r}: nested too deeply") from None
     return Matcher(label, op, value, regex)  # type: ignore[arg-type]
 
 
 def _unquote(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise ValueError(f"bad quoting in {raw}") from None
-        if not isinstance(value, str):
-            raise ValueError(f"bad quoting in {raw}")
-        return value
-    if '"' in raw:
-        raise ValueError(f"bad quoting in {raw}")
-    return raw
+    """The value of ``raw``, unescaped as Alertmanager does (see the module's docstring)."""
+    quoted = raw.startswith('"')
+    body = raw[1:] if quoted else raw
+    out: list[str] = []
+    closed = False
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            following = body[i + 1]
+            out.append(_UNESCAPE.get(following, char + following))
+            i += 2
+            continue
+        if char == '"':
+            if not quoted or i < len(body) - 1:
+                raise ValueError(f'bad quoting in {raw!r}: write a " inside the value as \\"')
+            closed = True
+        else:
+            out.append(char)
+        i += 1
+    if quoted and not closed:
+        raise ValueError(f'bad quoting in {raw!r}: the closing " is missing')
+    return "".join(out)

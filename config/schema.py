@@ -2,18 +2,22 @@
 
 import base64
 import binascii
+import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -159,15 +163,60 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 """The templates each kind of action renders, any of which an action may override."""
 
 
+def _a_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+def _at_least_one(value: float) -> float:
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError("must be a number of at least 1")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Factor = Annotated[float, BeforeValidator(_a_number), AfterValidator(_at_least_one)]
+Fraction = Annotated[float, BeforeValidator(_a_number), AfterValidator(_fraction)]
+
+
 class RetryPolicy(Strict):
     """Exponential backoff with jitter: ``initial``, then multiplied by ``factor`` up to
-    ``max_interval``, giving up once ``give_up_after`` has passed since the first attempt."""
+    ``max_interval``, giving up once ``give_up_after`` has passed since the first attempt
+    (``0`` gives up after the first attempt)."""
 
-    initial: Duration = 10.0
-    factor: float = Field(default=2.0, ge=1.0)
+    initial: Annotated[Duration, AfterValidator(_positive)] = 10.0
+    factor: Factor = 2.0
     max_interval: Duration = 3600.0
-    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    jitter: Fraction = 0.2
     give_up_after: Duration = 86400.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RetryPolicy":
+        if self.max_interval < self.initial:
+            raise ValueError("max_interval must not be shorter than initial")
+        return self
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    printable = all(" " < char < "\x7f" for char in value)
+    return printable and parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class SlackAction(Strict):
@@ -181,13 +230,19 @@ class PagerDutyAction(Strict):
     severity: Literal["critical", "error", "warning", "info"] = "error"
 
 
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return value
+
+
 class SmtpServer(Strict):
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
+    host: str = Field(min_length=1)
+    port: Annotated[int, AfterValidator(_port)] = 587
     starttls: bool = False
     tls: bool = False
     """Implicit TLS from the first byte (port 465), as opposed to ``starttls``."""
-    username: str | None = None
+    username: str | None = Field(default=None, min_length=1)
     password: Secret | None = None
     timeout: Duration = 30.0
 
@@ -200,7 +255,9 @@ class SmtpServer(Strict):
         return self
 
 
-_ADDRESS = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+")
+# no display names, lists, quotes, whitespace or control characters: nothing that could end
+# or add a header line
+_ADDRESS = re.compile(r"[^@\s<>\"',;\x00-\x1f\x7f]+@[^@\s<>\"',;\x00-\x1f\x7f]+")
 
 
 def _address(value: str) -> str:
@@ -224,11 +281,36 @@ class StandardWebhooksSigning(Strict):
     secret: Secret
 
 
+def _header_value(value: SecretStr) -> SecretStr:
+    if not all(" " <= char <= "~" or char == "\t" for char in value.get_secret_value()):
+        raise ValueError("must be printable ASCII on one line")
+    return value
+
+
+HeaderValue = Annotated[SecretOrText, AfterValidator(_header_value)]
+
+
 class WebhookAction(Strict):
     url: Secret
-    headers: dict[HeaderName, SecretOrText] = {}
+    headers: dict[str, HeaderValue] = {}
+    """Header names are checked by ``_header_names`` rather than as dict keys, whose errors the
+    loader words as a bad config name."""
     sign: StandardWebhooksSigning | None = None
     timeout: Duration = 10.0
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: set[str] = set()
+        for name in headers:
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)"
+                )
+            if name.lower() in seen:
+                raise ValueError(f"{name!r} is named twice (header names ignore case)")
+            seen.add(name.lower())
+        return headers
 
 
 class LogAction(Strict):
@@ -236,6 +318,14 @@ class LogAction(Strict):
 
 
 SINKS = ("slack", "pagerduty", "email", "webhook", "log")
+_URLS = {"slack": "webhook_url", "pagerduty": "url", "webhook": "url"}
+
+
+def _compiles(source: str) -> str:
+    # autoescape changes what a template renders, not what compiles: one check serves text and
+    # HTML templates alike
+    compile_template(source)
+    return source
 
 
 class Action(Strict):
@@ -248,23 +338,42 @@ class Action(Strict):
     log: LogAction | None = None
     send_resolved: bool = True
     retry: RetryPolicy = RetryPolicy()
-    templates: dict[str, str] = {}
+    templates: dict[str, Annotated[str, AfterValidator(_compiles)]] = {}
+    """Compiled at load so that a broken one fails the load; an undefined name is only known
+    when rendering, which fails then (strict undefined)."""
+
+    @field_validator(*_URLS)
+    @classmethod
+    def _http_url(cls, sink: Strict | None, info: ValidationInfo) -> Strict | None:
+        """Checked here rather than in the sink's model, which the sinks' tests build with
+        URLs no config may hold; the message never quotes the URL, which may be a secret."""
+        if sink is not None and info.field_name is not None:
+            field = _URLS[info.field_name]
+            value = getattr(sink, field)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not _is_http_url(text):
+                raise ValueError(f"{field} must be an http:// or https:// URL")
+        return sink
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, templates: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # the sinks are declared, so validated, before the templates
+        named = [name for name in SINKS if info.data.get(name) is not None]
+        if len(named) == 1:
+            known = TEMPLATES[named[0]]
+            for name in templates:
+                if name not in known:
+                    raise ValueError(
+                        f"{named[0]} has no template {name!r} (known: {', '.join(known)})"
+                    )
+        return templates
 
     @model_validator(mode="after")
     def _one_sink(self) -> "Action":
         named = [name for name in SINKS if getattr(self, name) is not None]
         if len(named) != 1:
             raise ValueError(f"must name exactly one of {', '.join(SINKS)}")
-        known = TEMPLATES[named[0]]
-        for name, source in self.templates.items():
-            if name not in known:
-                raise ValueError(
-                    f"templates: {named[0]} has no template {name!r} (known: {', '.join(known)})"
-                )
-            try:
-                compile_template(source, html=name == "html")
-            except ValueError as exc:
-                raise ValueError(f"templates.{name}: {exc}") from None
         return self
 
     @property
@@ -289,20 +398,23 @@ MatcherField = Annotated[Matcher, PlainValidator(_matcher), PlainSerializer(str)
 
 
 def _labels(values: list[str]) -> list[str]:
-    for value in values:
+    if "..." in values and len(values) > 1:
+        raise ValueError("... groups by every label: list it alone")
+    for i, value in enumerate(values):
         if value not in MATCHABLE and value != "...":
-            raise ValueError(f"unknown label {value!r} (known: {', '.join(MATCHABLE)})")
+            raise ValueError(f"unknown label {value!r} (known: {', '.join(sorted(MATCHABLE))})")
+        if value in values[:i]:
+            raise ValueError(f"{value!r} is listed twice")
     return values
 
 
 class Route(Strict):
     """A node of the routing tree. Unset fields are inherited from the parent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
     matchers: list[MatcherField] = []
     actions: list[str] | None = None
     continue_: bool = Field(default=False, alias="continue")
+    """Written ``continue`` only: ``continue_`` is Python's name for it, not the config's."""
     resolve: bool | None = None
     repeat_interval: Duration | None = None
     group_by: Annotated[list[str], AfterValidator(_labels)] | None = None
@@ -318,6 +430,17 @@ class Config(Strict):
     actions: dict[SourceName, Action] = {}
     routes: Route = Route()
     time_intervals: dict[SourceName, list[TimeIntervalSpec]] = {}
+
+    @field_validator("routes")
+    @classmethod
+    def _root(cls, root: Route) -> Route:
+        """The root is the default every event reaches: matchers or ``continue`` there would
+        be ignored by the routing, so they are refused rather than silently dropped."""
+        if root.matchers:
+            raise ValueError("the root route matches every event: it takes no matchers")
+        if root.continue_:
+            raise ValueError("the root route has no sibling to continue to")
+        return root
 
 
 def reference_errors(config: Config) -> list[tuple[tuple[str | int, ...], str]]:

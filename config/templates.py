@@ -23,4 +23,7 @@ def compile_template(source: str, *, html: bool = False) -> Template:
     try:
         return environment(html).from_string(source)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"template does not compile: line {exc.lineno}: {exc.message}") from None
+        problem = exc.message or "syntax error"
+        raise ValueError(f"template does not compile: line {exc.lineno}: {problem}") from None
+    except RecursionError:
+        raise ValueError("template does not compile: nested too deeply") from None

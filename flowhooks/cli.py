@@ -5,55 +5,26 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import click
 import httpx
 import uvicorn
-from pydantic import ValidationError
-from redis import Redis
 from redis.exceptions import RedisError
 
-from config import eventlog, logs
+from config import eventlog
 from config.loader import ConfigError, load
-from config.schema import Config
-from config.settings import Settings
+from flowhooks.common import (
+    config_or_exit,
+    fail,
+    logging_or_exit,
+    redis_client,
+    settings_or_exit,
+)
 from flowhooks.devserver import run_dev
+from flowhooks.operations import dlq, routes, silence
 from flowhooks.sendtest import sample, sign
 from receiver.app import create_app
 from workers.worker import run as run_worker
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors(include_input=False):
-            name = "FLOWHOOKS_" + "_".join(str(p) for p in err["loc"]).upper()
-            click.echo(f"{name}: {err['msg']}", err=True)
-        sys.exit(2)
-
-
-def _config(path: Path) -> Config:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        sys.exit(2)
-
-
-def _logging(settings: Settings) -> None:
-    try:
-        logs.setup(settings.log_format, settings.log_level)
-    except ValueError as exc:
-        click.echo(f"FLOWHOOKS_LOG_LEVEL: {exc}", err=True)
-        sys.exit(2)
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -61,14 +32,19 @@ def main() -> None:
     """flowhooks: receive Etlworks webhooks, keep every one, route them."""
 
 
+main.add_command(routes)
+main.add_command(silence)
+main.add_command(dlq)
+
+
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 (a server)
 @click.option("--port", default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
     """Run the receiver (the webhook endpoints, /healthz, /readyz, /metrics)."""
-    settings = _settings()
-    config = _config(settings.config)
-    _logging(settings)
+    settings = settings_or_exit()
+    config = config_or_exit(settings.config)
+    logging_or_exit(settings)
     uvicorn.run(
         create_app(settings, config),
         host=host,
@@ -83,13 +59,14 @@ def serve(host: str, port: int) -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
-def worker(burst: bool, name: str | None) -> None:
-    """Run a worker on the flowhooks queue (with RQ's scheduler)."""
-    settings = _settings()
-    config = _config(settings.config)
-    _logging(settings)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
+def worker(burst: bool, name: str | None, metrics_port: int | None) -> None:
+    """Run a worker on the flowhooks queue (with RQ's scheduler). SIGHUP reloads the config."""
+    settings = settings_or_exit()
+    config = config_or_exit(settings.config)
+    logging_or_exit(settings)
     try:
-        run_worker(settings, config, burst=burst, name=name)
+        run_worker(settings, config, burst=burst, name=name, metrics_port=metrics_port)
     except RedisError as exc:  # RQ lets them out; one line says more than its traceback
         reason = f"{type(exc).__name__}: {exc}"
         extra = {"redis": settings.redis_location, "reason": reason}
@@ -107,9 +84,9 @@ def dev(port: int, data: str) -> None:
 
 @main.command("check-config")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def check_config(path: Path | None) -> None:
+def checkconfig_or_exit(path: Path | None) -> None:
     """Validate the config file (default: $FLOWHOOKS_CONFIG or flowhooks.yaml)."""
-    path = path or _settings().config
+    path = path or settings_or_exit().config
     try:
         config = load(path)
     except ConfigError as exc:
@@ -124,19 +101,15 @@ def events() -> None:
     """Read stored events."""
 
 
-def _redis() -> Redis:
-    return Redis.from_url(_settings().redis_url.get_secret_value())
-
-
 @events.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def events_list(limit: int, as_json: bool) -> None:
     """The newest events first."""
     try:
-        rows = eventlog.recent(_redis(), limit)
+        rows = eventlog.recent(redis_client(), limit)
     except RedisError as exc:
-        _fail(f"cannot read events: {type(exc).__name__}: {exc}")
+        fail(f"cannot read events: {type(exc).__name__}: {exc}")
     for event in rows:
         if as_json:
             click.echo(json.dumps(event))
@@ -151,18 +124,18 @@ def events_list(limit: int, as_json: bool) -> None:
 @click.option("--source", default=None, help="The source, when ids repeat across sources.")
 def events_show(event_id: str, source: str | None) -> None:
     """An event and its timeline, as JSON."""
-    conn = _redis()
+    conn = redis_client()
     try:
         refs = eventlog.find(conn, event_id, source)
         if not refs:
-            _fail(f"no stored event with id {event_id!r}")
+            fail(f"no stored event with id {event_id!r}")
         if len(refs) > 1:
-            _fail(f"{len(refs)} sources have an event {event_id!r}: name one with --source")
+            fail(f"{len(refs)} sources have an event {event_id!r}: name one with --source")
         stored = eventlog.load(conn, refs[0])
     except RedisError as exc:
-        _fail(f"cannot read events: {type(exc).__name__}: {exc}")
+        fail(f"cannot read events: {type(exc).__name__}: {exc}")
     if stored is None:
-        _fail(f"no stored event with id {event_id!r}")
+        fail(f"no stored event with id {event_id!r}")
     click.echo(json.dumps({"event": stored.event, "timeline": stored.timeline}, indent=2))
 
 
@@ -176,9 +149,9 @@ def send_test(
     url: str, source: str, event_name: str, flow_id: int, config_path: Path | None
 ) -> None:
     """Post a realistic, signed Etlworks event to a running receiver."""
-    config = _config(config_path or _settings().config)
+    config = config_or_exit(config_path or settings_or_exit().config)
     if source not in config.sources:
-        _fail(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
+        fail(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
     now = time.time()
     body, headers = sample(event_name, flow_id, now)
     headers |= sign(config.sources[source].verify, body, now)
@@ -191,7 +164,7 @@ def send_test(
             timeout=30,  # a receiver that cannot reach Redis takes a while to say 503
         )
     except httpx.HTTPError as exc:
-        _fail(f"POST {endpoint}: {type(exc).__name__}: {exc}")
+        fail(f"POST {endpoint}: {type(exc).__name__}: {exc}")
     click.echo(f"POST {endpoint} -> {response.status_code} {response.text}")
     if not response.is_success:
         sys.exit(1)

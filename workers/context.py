@@ -1,19 +1,63 @@
 """What every task needs, built once by the worker's composition root (:mod:`workers.worker`).
 
 Tasks are plain functions RQ calls by name, so the context is installed at worker start and
-read by the task, never built at import time.
+read by the task, never built at import time. The config is reloaded when the worker gets
+SIGHUP or the file changes; a broken new config is logged, counted and ignored, and the old
+one stays in force.
 """
 
-from dataclasses import dataclass
+import logging
+from pathlib import Path
 
+from config.loader import ConfigError, load
 from config.schema import Config
 from config.settings import Settings
+from workers.metrics import WorkerMetrics
+
+log = logging.getLogger("flowhooks.worker")
 
 
-@dataclass(frozen=True)
 class WorkerContext:
-    settings: Settings
-    config: Config
+    def __init__(self, settings: Settings, config: Config, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._config = config
+        self._stamp = _stamp(settings.config)
+        self._reload_requested = False
+
+    def request_reload(self) -> None:
+        """Ask for a reload before the next task (safe to call from a signal handler)."""
+        self._reload_requested = True
+
+    @property
+    def config(self) -> Config:
+        stamp = _stamp(self.settings.config)
+        if self._reload_requested or stamp != self._stamp:
+            self._reload_requested = False
+            self._stamp = stamp
+            self._reload()
+        return self._config
+
+    def _reload(self) -> None:
+        try:
+            self._config = load(self.settings.config)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels("invalid").inc()
+            log.error(
+                "new config ignored, the old one stays in force",
+                extra={"errors": exc.errors},
+            )
+            return
+        self.metrics.config_reloads.labels("ok").inc()
+        log.info("config reloaded", extra={"config": str(self.settings.config)})
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime, stat.st_size
 
 
 _current: WorkerContext | None = None

@@ -260,5 +260,5 @@ def test_dev_with_its_own_redis_and_config_restarts_a_dead_worker(
     for event_id in (first_id, second_id):
         stored = eventlog.load(redis, f"prod:{event_id}")
         assert stored is not None
-        assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up"]
+        assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up", "routed"]
     assert not (tmp_path / ".flowhooks" / "redis").exists()

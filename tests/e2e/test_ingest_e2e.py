@@ -54,7 +54,7 @@ def test_a_received_event_is_picked_up_by_a_worker_process(
 
     stored = eventlog.load(redis, "etl:e2e-1")
     assert stored is not None
-    assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up"]
+    assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up", "routed"]
     assert stored.timeline[1]["job_id"] == keys.route_job_id("etl:e2e-1")
     assert redis.llen(QUEUE) == 0
     assert not redis.exists(f"rq:job:{keys.route_job_id('etl:e2e-1')}")  # result_ttl=0

@@ -1,0 +1,102 @@
+"""``flowhooks routes test``: what a rule set does with an event, by the code the worker runs.
+
+The event file is what a user has at hand: a raw Etlworks webhook body as received (normalized
+exactly as the receiver does, for ``--source``), or a canonical event as ``flowhooks events
+show`` prints it (its ``event`` part, or the whole output).
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from config.events import Event
+from config.schema import Config
+from receiver.normalize import normalize, parse_body
+from workers.delivery import Incident, Planned, labels_of, plan
+from workers.rendering import RenderError, render
+from workers.routing import match
+from workers.silences import Silence
+
+
+def load_event(text: str, source: str | None, received_at: datetime) -> dict[str, Any]:
+    """A canonical event from a file's text; raise ``ValueError`` saying what is wrong."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError("the event file is not JSON") from None
+    if isinstance(data, dict) and isinstance(data.get("event"), dict) and "timeline" in data:
+        data = data["event"]  # `flowhooks events show` output
+    if isinstance(data, dict) and {"id", "source", "kind", "received_at"} <= data.keys():
+        return Event.model_validate(data).model_dump(mode="json")
+    if source is None:
+        raise ValueError("a raw Etlworks body needs --source, the source it would arrive on")
+    body = text.encode()
+    payload = parse_body("application/json", body)
+    event = normalize(source, payload, etl_headers={}, body=body, received_at=received_at)
+    return event.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Report:
+    routes: list[str]
+    planned: list[Planned]
+    rendered: dict[str, Any]
+
+    @property
+    def firing(self) -> list[str]:
+        return sorted({p.action for p in self.planned if p.suppressed is None})
+
+
+def run(
+    config: Config,
+    event: Mapping[str, Any],
+    *,
+    at: datetime,
+    silences: Sequence[Silence] = (),
+    incidents: Sequence[Incident] = (),
+) -> Report:
+    labels, tags = labels_of(event)
+    routes = [m.path for m in match(config.routes, labels, tags)]
+    planned = plan(config, event, at=at, silences=silences, incidents=incidents)
+    rendered: dict[str, Any] = {}
+    for p in planned:
+        action = config.actions[p.action]
+        key = f"{p.route} -> {p.action}" + (" (resolve)" if p.kind == "resolve" else "")
+        try:
+            rendered[key] = render(
+                action, event, resolved=p.kind == "resolve", route=p.route
+            ).payload
+        except RenderError as exc:
+            rendered[key] = {"error": str(exc)}
+    return Report(routes, planned, rendered)
+
+
+def describe(report: Report) -> str:
+    lines = ["matched routes:"] + [f"  {r}" for r in report.routes]
+    lines.append("deliveries:")
+    if not report.planned:
+        lines.append("  (none: the matched routes name no actions)")
+    for p in report.planned:
+        what = f"  {p.route} -> {p.action}"
+        if p.kind == "resolve":
+            what += " (resolves the open incident)"
+        if p.kind == "group":
+            what += " (grouped into a digest)"
+        if p.suppressed:
+            what += f"  SUPPRESSED: {p.suppressed}" + (f" ({p.detail})" if p.detail else "")
+        lines.append(what)
+    lines.append("rendered:")
+    for key, payload in report.rendered.items():
+        text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
+        lines.append(f"  {key}:")
+        lines.extend(f"    {line}" for line in text.splitlines())
+    return "\n".join(lines)
+
+
+def parse_at(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -1,0 +1,535 @@
+"""Deliveries: what an event's routes send (:func:`plan`, pure) and sending each of them once
+(:func:`attempt_all`, against Redis and the sinks).
+
+A delivery is one (event, route, action) notification, or the resolution of an incident, or a
+digest of a group. Its id is derived from what it is, so whichever job runs it (the route job's
+first attempt, a retry job, a replay from the dead-letter registry) checks the same
+``delivered`` key and a delivery that succeeded is never sent again.
+
+First attempts run concurrently inside the route job; a failed one that may be retried gets an
+RQ job of its own, scheduled after its backoff (or the sink's ``Retry-After``), so a Slack
+outage retries Slack alone and never re-pages PagerDuty. A permanent failure, and the last
+failed attempt, land in RQ's failed-job registry: the dead letter, replayable with
+``flowhooks dlq replay``. Every attempt is appended to the event's timeline.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from config import eventlog, keys
+from config.events import LABELS
+from config.schema import Action, Config, RetryPolicy
+from config.timeintervals import active
+from workers import sinks
+from workers.metrics import WorkerMetrics
+from workers.rendering import Rendered, RenderError, render, render_digest
+from workers.routing import Match, match
+from workers.silences import Silence, matching
+
+log = logging.getLogger("flowhooks.worker")
+
+FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
+"""Kinds that open (or keep open) an incident per (flow, route, action)."""
+SUCCESS_KINDS = frozenset({"flow.succeeded"})
+"""Kinds that resolve a flow's open incidents."""
+PACE = {"slack": 1.0, "pagerduty": 0.5}
+"""Seconds between two messages of one action: Slack takes about one a second per webhook,
+PagerDuty 120 events a minute per routing key."""
+INLINE_WAIT = 3.0
+"""A paced delivery waiting longer than this gets a scheduled job instead of a sleeping one."""
+DELIVER_TASK = "workers.tasks.deliver"
+
+Kind = Literal["notify", "resolve", "group", "digest"]
+
+
+@dataclass(frozen=True)
+class Incident:
+    route: str
+    action: str
+    opened_at: float
+    last_notified_at: float
+    resolve: bool
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One delivery an event causes, or the reason it is suppressed."""
+
+    route: str
+    action: str
+    kind: Kind
+    delivery_id: str
+    suppressed: str | None = None
+    detail: str | None = None
+    match: Match | None = field(default=None, compare=False)
+
+
+def delivery_id(*parts: str) -> str:
+    """A deterministic id for a delivery (letters and digits, fit for an RQ job id)."""
+    return "d" + hashlib.sha1("\x00".join(parts).encode(), usedforsecurity=False).hexdigest()
+
+
+def labels_of(event: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    labels = {name: str(event.get(name) or "") for name in LABELS}
+    return labels, [str(t) for t in event.get("tags") or ()]
+
+
+def plan(
+    config: Config,
+    event: Mapping[str, Any],
+    *,
+    at: datetime,
+    silences: Sequence[Silence],
+    incidents: Sequence[Incident],
+) -> list[Planned]:
+    """What ``event`` sends at ``at``, and what is suppressed and why. Pure."""
+    labels, tags = labels_of(event)
+    ref = keys.ref(labels["source"], labels["id"])
+    silence = matching(silences, labels, tags, at)
+    open_by_route = {(i.route, i.action): i for i in incidents}
+    failure = event.get("kind") in FAILURE_KINDS and bool(labels["flow_id"])
+    planned: list[Planned] = []
+    for route in match(config.routes, labels, tags):
+        for action in route.actions:
+            reason, detail = _suppression(config, route, silence, at)
+            incident = open_by_route.get((route.path, action))
+            if reason is None and failure and incident is not None:
+                since = at.timestamp() - incident.last_notified_at
+                if since < route.repeat_interval:
+                    reason = "repeat_interval"
+                    detail = (
+                        f"notified {int(since)}s ago, repeat_interval {int(route.repeat_interval)}s"
+                    )
+            kind: Kind = "group" if route.group_by and reason is None else "notify"
+            planned.append(
+                Planned(
+                    route.path,
+                    action,
+                    kind,
+                    delivery_id(ref, route.path, action, "notify"),
+                    reason,
+                    detail,
+                    route,
+                )
+            )
+    if event.get("kind") in SUCCESS_KINDS and labels["flow_id"]:
+        for incident in incidents:
+            action_cfg = config.actions.get(incident.action)
+            if not incident.resolve or action_cfg is None or not action_cfg.send_resolved:
+                continue
+            reason, detail = ("silenced", silence.id) if silence else (None, None)
+            planned.append(
+                Planned(
+                    incident.route,
+                    incident.action,
+                    "resolve",
+                    delivery_id(ref, incident.route, incident.action, "resolve"),
+                    reason,
+                    detail,
+                )
+            )
+    return planned
+
+
+def _suppression(
+    config: Config, route: Match, silence: Silence | None, at: datetime
+) -> tuple[str | None, str | None]:
+    if silence is not None:
+        return "silenced", silence.id
+    for name in route.mute_time_intervals:
+        if active(config.time_intervals[name], at):
+            return "muted", name
+    if route.active_time_intervals and not any(
+        active(config.time_intervals[name], at) for name in route.active_time_intervals
+    ):
+        return "inactive", ", ".join(route.active_time_intervals)
+    return None, None
+
+
+# State in Redis -----------------------------------------------------------------------------
+
+
+def load_incidents(conn: "Redis", source: str, flow_id: str | None) -> list[Incident]:
+    if not flow_id:
+        return []
+    found = []
+    for key in conn.smembers(keys.incidents(source, flow_id)):
+        data = conn.hgetall(key)
+        if data:
+            fields = {_text(k): _text(v) for k, v in data.items()}
+            found.append(
+                Incident(
+                    route=fields["route"],
+                    action=fields["action"],
+                    opened_at=float(fields["opened_at"]),
+                    last_notified_at=float(fields["last_notified_at"]),
+                    resolve=fields["resolve"] == "1",
+                )
+            )
+    return found
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+INCIDENT_TTL = 30 * 86400
+"""An incident no success ever resolves is forgotten after this long."""
+
+
+def note_incident(
+    conn: "Redis", event: Mapping[str, Any], route: Match, action: str, now: float
+) -> None:
+    """Open or refresh the incident of (flow, route, action) after a failure was notified."""
+    source, flow_id = str(event["source"]), str(event["flow_id"])
+    key = keys.incident(source, flow_id, route.path, action)
+    with conn.pipeline() as pipe:
+        pipe.hsetnx(key, "opened_at", now)
+        pipe.hset(
+            key,
+            mapping={
+                "route": route.path,
+                "action": action,
+                "last_notified_at": now,
+                "resolve": "1" if route.resolve else "0",
+                "event": keys.ref(source, str(event["id"])),
+            },
+        )
+        pipe.expire(key, INCIDENT_TTL)
+        pipe.sadd(keys.incidents(source, flow_id), key)
+        pipe.expire(keys.incidents(source, flow_id), INCIDENT_TTL)
+        pipe.execute()
+
+
+def close_incidents(conn: "Redis", source: str, flow_id: str) -> None:
+    members = conn.smembers(keys.incidents(source, flow_id))
+    with conn.pipeline() as pipe:
+        for key in members:
+            pipe.delete(key)
+        pipe.delete(keys.incidents(source, flow_id))
+        pipe.execute()
+
+
+_ADD_TO_GROUP = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+"""
+_TAKE_GROUP = """
+local refs = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2])
+return refs
+"""
+_PACE = """
+local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local keep = math.ceil((slot - now + interval) * 1000) + 1000
+redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', keep)
+return tostring(slot - now)
+"""
+
+
+def group_id(route: Match, action: str, labels: Mapping[str, str], tags: Sequence[str]) -> str:
+    values = [
+        f"{name}={labels.get(name, '') if name != 'tags' else ','.join(tags)}"
+        for name in route.group_by
+    ]
+    return hashlib.sha1(
+        "\x00".join([route.path, action, *values]).encode(), usedforsecurity=False
+    ).hexdigest()
+
+
+def add_to_group(conn: "Redis", planned: Planned, event: Mapping[str, Any]) -> bool:
+    """Add the event to its group; ``True`` if the group was empty (schedule its flush)."""
+    assert planned.match is not None
+    labels, tags = labels_of(event)
+    gid = group_id(planned.match, planned.action, labels, tags)
+    ttl = int(planned.match.group_wait + planned.match.group_interval + 3600)
+    ref = keys.ref(labels["source"], labels["id"])
+    first = conn.eval(_ADD_TO_GROUP, 2, keys.group(gid), keys.group_flush(gid), ref, ttl)
+    return bool(first)
+
+
+def take_group(conn: "Redis", gid: str) -> list[str]:
+    refs = conn.eval(_TAKE_GROUP, 2, keys.group(gid), keys.group_flush(gid))
+    return [_text(r) for r in refs]
+
+
+def pace(conn: "Redis", action_name: str, sink: str, now: float) -> float:
+    """Reserve the action's next send slot; the seconds to wait for it (0 for unpaced sinks)."""
+    interval = PACE.get(sink)
+    if not interval:
+        return 0.0
+    return float(conn.eval(_PACE, 1, keys.pace(action_name), repr(now), repr(interval)))
+
+
+def backoff(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
+    """Seconds before attempt ``attempt + 1``: exponential with jitter, at least ``Retry-After``."""
+    delay = min(policy.initial * policy.factor ** (attempt - 1), policy.max_interval)
+    delay *= 1 + random.uniform(-policy.jitter, policy.jitter)  # noqa: S311 (not for secrets)
+    return max(delay, retry_after or 0.0)
+
+
+# Sending ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a delivery job needs, as JSON (names, never secrets)."""
+
+    ref: str
+    route: str
+    action: str
+    kind: Kind
+    delivery_id: str
+    attempt: int = 1
+    first_at: float = 0.0
+    refs: tuple[str, ...] = ()
+    """For a digest, the events it summarizes."""
+    group: dict[str, str] = field(default_factory=dict)
+    paced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["refs"] = list(self.refs)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Spec":
+        return cls(**{**data, "refs": tuple(data.get("refs", ()))})
+
+
+class DeliveryFailed(Exception):
+    """Raised by a delivery job to leave it in the dead-letter registry; the message says why
+    and holds no secret."""
+
+
+@dataclass
+class Outcome:
+    spec: Spec
+    result: Literal["delivered", "skipped", "scheduled", "dead"]
+    detail: str = ""
+
+
+class Deliverer:
+    """Sends deliveries for one job: Redis for state, an HTTP client shared by its sinks."""
+
+    def __init__(
+        self,
+        conn: "Redis",
+        config: Config,
+        metrics: WorkerMetrics,
+        *,
+        dedup_ttl: float,
+        retention: float,
+        job_timeout: float,
+        own_job: str | None = None,
+    ) -> None:
+        """``own_job``: the id of the delivery job running this, which itself lands in the
+        dead-letter registry when it fails for good (no second entry is made)."""
+        self.own_job = own_job
+        self.conn = conn
+        self.config = config
+        self.metrics = metrics
+        self.dedup_ttl = dedup_ttl
+        self.retention = retention
+        self.job_timeout = job_timeout
+        self.queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
+
+    async def attempt_all(self, specs: Sequence[Spec]) -> list[Outcome]:
+        async with httpx.AsyncClient(timeout=sinks.DEADLINE, follow_redirects=False) as client:
+            return list(await asyncio.gather(*(self.attempt(s, client) for s in specs)))
+
+    async def attempt(self, spec: Spec, client: httpx.AsyncClient) -> Outcome:
+        """One attempt of one delivery; never raises for a sink's failure."""
+        ref = spec.refs[-1] if spec.kind == "digest" and spec.refs else spec.ref
+        context = {
+            "event_id": keys.split_ref(ref)[1],
+            "source": keys.split_ref(ref)[0],
+            "route": spec.route,
+            "action": spec.action,
+        }
+        if self.conn.exists(keys.delivered(spec.delivery_id)):
+            self._timeline(spec, "delivery", outcome="skipped", reason="already delivered")
+            return Outcome(spec, "skipped", "already delivered")
+        action = self.config.actions.get(spec.action)
+        if action is None:
+            return self.dead_letter(spec, "the action is no longer in the config")
+        if not spec.paced:
+            wait = pace(self.conn, spec.action, action.sink, time.time())
+            if wait > INLINE_WAIT:
+                paced = Spec(**{**asdict(spec), "paced": True, "refs": spec.refs})
+                self.schedule(paced, wait)
+                self._timeline(spec, "delivery", outcome="paced", wait_s=round(wait, 1))
+                return Outcome(spec, "scheduled", f"paced {wait:.1f}s")
+            if wait > 0:
+                await asyncio.sleep(wait)
+        try:
+            rendered = self.render(spec, action)
+        except (RenderError, LookupError) as exc:
+            return self.dead_letter(spec, f"cannot render: {exc}")
+        started = time.monotonic()
+        try:
+            status = await sinks.send(
+                action, rendered.payload, client=client, delivery_id=spec.delivery_id
+            )
+        except sinks.DeliveryError as exc:
+            return self._failed(spec, action, exc, time.monotonic() - started, context)
+        took = time.monotonic() - started
+        self.conn.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
+        self._timeline(
+            spec,
+            "delivery",
+            outcome="delivered",
+            attempt=spec.attempt,
+            status=status,
+            duration_ms=int(took * 1000),
+            summary=rendered.summary,
+        )
+        self.metrics.deliveries.labels(action.sink, "delivered").inc()
+        self._observe_latency(ref)
+        log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
+        return Outcome(spec, "delivered")
+
+    def render(self, spec: Spec, action: Action) -> Rendered:
+        if spec.kind == "digest":
+            events = [e for e in (eventlog.load(self.conn, r) for r in spec.refs) if e is not None]
+            if not events:
+                raise LookupError("every event of the digest expired")
+            return render_digest(
+                action, [e.event for e in events], route=spec.route, group=spec.group
+            )
+        stored = eventlog.load(self.conn, spec.ref)
+        if stored is None:
+            raise LookupError("the event expired")
+        return render(action, stored.event, resolved=spec.kind == "resolve", route=spec.route)
+
+    def _failed(
+        self,
+        spec: Spec,
+        action: Action,
+        exc: sinks.DeliveryError,
+        took: float,
+        context: Mapping[str, object],
+    ) -> Outcome:
+        self._timeline(
+            spec,
+            "delivery",
+            outcome="failed",
+            attempt=spec.attempt,
+            status=exc.status,
+            retryable=exc.retryable,
+            duration_ms=int(took * 1000),
+            error=str(exc),
+        )
+        log.warning(
+            "delivery failed", extra={**context, "attempt": spec.attempt, "error": str(exc)}
+        )
+        first_at = spec.first_at or time.time()
+        delay = backoff(action.retry, spec.attempt, exc.retry_after)
+        if exc.retryable and time.time() + delay - first_at <= action.retry.give_up_after:
+            retry = Spec(
+                **{
+                    **asdict(spec),
+                    "attempt": spec.attempt + 1,
+                    "first_at": first_at,
+                    "paced": False,
+                    "refs": spec.refs,
+                }
+            )
+            self.schedule(retry, delay)
+            self.metrics.deliveries.labels(action.sink, "retry").inc()
+            return Outcome(spec, "scheduled", f"retry in {delay:.1f}s")
+        why = "gave up retrying" if exc.retryable else "permanent failure"
+        self.metrics.deliveries.labels(action.sink, "dead").inc()
+        return self.dead_letter(spec, f"{why}: {exc}")
+
+    def schedule(self, spec: Spec, delay: float) -> None:
+        self.queue.enqueue_in(
+            timedelta(seconds=max(delay, 0.0)),
+            DELIVER_TASK,
+            spec.to_json(),
+            job_id=f"{spec.delivery_id}-{spec.attempt}{'-paced' if spec.paced else ''}",
+            job_timeout=int(self.job_timeout),
+            result_ttl=0,
+            failure_ttl=int(self.retention),
+        )
+
+    def dead_letter(self, spec: Spec, reason: str) -> Outcome:
+        """Put the delivery, as a job that can be replayed, in RQ's failed-job registry."""
+        if self.own_job is not None:
+            self._timeline(
+                spec,
+                "delivery",
+                outcome="dead_letter",
+                attempt=spec.attempt,
+                reason=reason,
+                job_id=self.own_job,
+            )
+            return Outcome(spec, "dead", reason)
+        job = Job.create(
+            DELIVER_TASK,
+            args=[spec.to_json()],
+            connection=self.conn,
+            serializer=JSONSerializer,
+            id=f"{spec.delivery_id}-{spec.attempt}-dead",
+            origin=keys.QUEUE,
+            timeout=int(self.job_timeout),
+            result_ttl=0,
+            failure_ttl=int(self.retention),
+        )
+        with self.conn.pipeline() as pipe:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            registry = FailedJobRegistry(queue=self.queue)
+            registry.add(job, ttl=int(self.retention), exc_string=reason, pipeline=pipe)
+            pipe.execute()
+        self._timeline(
+            spec,
+            "delivery",
+            outcome="dead_letter",
+            attempt=spec.attempt,
+            reason=reason,
+            job_id=job.id,
+        )
+        log.error(
+            "delivery dead-lettered",
+            extra={"route": spec.route, "action": spec.action, "job_id": job.id, "reason": reason},
+        )
+        return Outcome(spec, "dead", reason)
+
+    def _timeline(self, spec: Spec, stage: str, **fields: Any) -> None:
+        for ref in spec.refs or (spec.ref,):
+            eventlog.append(
+                self.conn,
+                ref,
+                stage,
+                route=spec.route,
+                action=spec.action,
+                kind=spec.kind,
+                delivery_id=spec.delivery_id,
+                **fields,
+            )
+
+    def _observe_latency(self, ref: str) -> None:
+        stored = self.conn.get(keys.event(ref))
+        if stored is None:
+            return
+        received = json.loads(stored).get("received_at")
+        if received:
+            age = time.time() - datetime.fromisoformat(received).timestamp()
+            self.metrics.delivered_after.observe(max(age, 0.0))

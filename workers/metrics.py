@@ -1,0 +1,34 @@
+"""The worker's Prometheus metrics, on a registry of the worker's own, served by
+``flowhooks worker --metrics-port``. Jobs run in the worker process (RQ's SimpleWorker), so
+what they count is what the endpoint shows."""
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "flowhooks_deliveries",
+            "Delivery attempts by sink and outcome (delivered, retry, dead).",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.delivered_after = Histogram(
+            "flowhooks_received_to_delivered_seconds",
+            "From an event's arrival to a successful delivery.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 86400),
+            registry=registry,
+        )
+        self.suppressions = Counter(
+            "flowhooks_suppressed_notifications",
+            "Notifications not sent, by reason (silenced, muted, inactive, repeat_interval).",
+            ["reason"],
+            registry=registry,
+        )
+        self.config_reloads = Counter(
+            "flowhooks_config_reloads",
+            "Config reloads by outcome (ok, invalid: the old config stays in force).",
+            ["outcome"],
+            registry=registry,
+        )

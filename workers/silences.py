@@ -1,0 +1,99 @@
+"""Silences: operator-made, time-bounded suppressions of notifications whose events match a
+set of matchers, kept in Redis with their author and comment (``flowhooks silence``)."""
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from redis import Redis
+
+from config import keys
+from config.matchers import parse
+from config.schema import MATCHABLE
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str
+
+    def active(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+    def matches(self, labels: Mapping[str, str], tags: Sequence[str]) -> bool:
+        return all(parse(m, MATCHABLE).matches(labels, tags) for m in self.matchers)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["starts_at"] = self.starts_at.isoformat()
+        data["ends_at"] = self.ends_at.isoformat()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Silence":
+        data = json.loads(text)
+        return cls(
+            id=data["id"],
+            matchers=tuple(data["matchers"]),
+            starts_at=datetime.fromisoformat(data["starts_at"]),
+            ends_at=datetime.fromisoformat(data["ends_at"]),
+            author=data["author"],
+            comment=data["comment"],
+        )
+
+
+def create(
+    conn: "Redis",
+    matchers: Sequence[str],
+    *,
+    duration: float,
+    author: str,
+    comment: str,
+    now: datetime,
+) -> Silence:
+    """Store a silence starting ``now``; raise ``ValueError`` for a bad matcher."""
+    if not matchers:
+        raise ValueError("a silence needs at least one matcher")
+    for text in matchers:
+        parse(text, MATCHABLE)
+    silence = Silence(
+        id=uuid.uuid4().hex[:12],
+        matchers=tuple(matchers),
+        starts_at=now,
+        ends_at=now + timedelta(seconds=duration),
+        author=author,
+        comment=comment,
+    )
+    conn.hset(keys.SILENCES, silence.id, silence.to_json())
+    return silence
+
+
+def every(conn: "Redis") -> list[Silence]:
+    stored = conn.hvals(keys.SILENCES)
+    return sorted((Silence.from_json(s) for s in stored), key=lambda s: s.starts_at)
+
+
+def expire(conn: "Redis", silence_id: str, now: datetime) -> Silence | None:
+    """End a silence now; ``None`` if there is no such silence."""
+    stored = conn.hget(keys.SILENCES, silence_id)
+    if stored is None:
+        return None
+    old = Silence.from_json(stored)
+    ended = Silence(
+        old.id, old.matchers, old.starts_at, min(old.ends_at, now), old.author, old.comment
+    )
+    conn.hset(keys.SILENCES, silence_id, ended.to_json())
+    return ended
+
+
+def matching(
+    silences: Sequence[Silence], labels: Mapping[str, str], tags: Sequence[str], at: datetime
+) -> Silence | None:
+    """The first active silence that matches the event, if any. Pure."""
+    return next((s for s in silences if s.active(at) and s.matches(labels, tags)), None)
