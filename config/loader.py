@@ -187,13 +187,14 @@ def _known_keys(loc: Path_) -> list[str]:
     model: Any = Config
     for part in loc:
         if isinstance(model, type) and issubclass(model, BaseModel):
-            field = model.model_fields.get(str(part))
+            fields = {f.alias or name: f for name, f in model.model_fields.items()}
+            field = fields.get(str(part))
             model = _unwrap_optional(field.annotation) if field else None
         else:  # a list or dict: step into its item type
             args = typing.get_args(model)
             model = _unwrap_optional(args[-1]) if args else None
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted(model.model_fields)
+        return sorted(f.alias or name for name, f in model.model_fields.items())
     return []
 
 

@@ -270,8 +270,6 @@ Address = Annotated[str, AfterValidator(_address)]
 
 
 class EmailAction(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
     to: list[Address] = Field(min_length=1)
     sender: Address = Field(alias="from")
     smtp: SmtpServer

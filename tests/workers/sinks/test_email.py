@@ -34,7 +34,9 @@ Smtp = tuple[SmtpStandIn, int]
 def action(port: int, *to: str, **smtp: object) -> EmailAction:
     server = SmtpServer.model_validate({"host": "127.0.0.1", "port": port, "timeout": 2, **smtp})
     recipients = list(to or ["data@example.com"])
-    return EmailAction(to=recipients, sender="flowhooks@example.com", smtp=server)
+    return EmailAction.model_validate(
+        {"to": recipients, "from": "flowhooks@example.com", "smtp": server}
+    )
 
 
 def login() -> dict[str, object]:
