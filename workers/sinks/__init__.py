@@ -32,6 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
@@ -135,23 +136,26 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if _DIGITS.fullmatch(text):
         seconds = float(text) if len(text) < 16 else MAX_RETRY_AFTER
     else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = _http_date(text)
+        if when is None:
             return None
-        seconds = when.timestamp() - now  # a date without a zone is read as UTC
+        seconds = when - now
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP-date (or its obsolete forms) as a Unix time; one without a zone is UTC."""
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _server_now(response: httpx.Response) -> float:
     """The response's ``Date``, so an HTTP-date ``Retry-After`` survives clock skew; else ours."""
-    date = response.headers.get("date")
-    if date:
-        try:
-            return parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            pass
-    return time.time()
+    date = _http_date(response.headers.get("date", ""))
+    return time.time() if date is None else date
 
 
 def _describe(status: int, detail: str | None) -> str:

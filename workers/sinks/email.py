@@ -32,7 +32,7 @@ log = logging.getLogger("flowhooks.sinks.email")
 
 MAX_SUBJECT = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
@@ -80,7 +80,7 @@ def _message_id(delivery_id: str, sender: str) -> str:
     local = delivery_id if _ID.fullmatch(delivery_id) else None
     local = local or hashlib.sha256(delivery_id.encode()).hexdigest()[:40]
     domain = sender.rpartition("@")[2]
-    return f"<{local.strip('.')}@{domain if _DOMAIN.fullmatch(domain) else 'flowhooks'}>"
+    return f"<{local}@{domain if _DOMAIN.fullmatch(domain) else 'flowhooks'}>"
 
 
 def _deliver(action: EmailAction, message: EmailMessage) -> DeliveryError | None:

@@ -32,6 +32,8 @@ from workers.sinks import DeliveryError
 T = TypeVar("T")
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-pass-Wq4Rt8Zx"
+SLOW = 0.5
+"""Seconds the stand-in takes to answer under ``/slow/``; clients in tests give up sooner."""
 STANDIN_LOGGERS = ("uvicorn", "mail.log")
 """The stand-ins' own loggers: what the far side logs is not flowhooks leaking."""
 
@@ -41,7 +43,6 @@ class Reply:
     status: int = 200
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
     echo: bool = False
     """Answer with everything the request held (URL, headers, body), as a careless or hostile
     server might, so that quoting a response body would show in the error."""
@@ -60,7 +61,12 @@ class Recorded:
 
 class HttpStandIn:
     """A recording HTTP server: each request gets the next scripted :class:`Reply`, or
-    ``default`` once the script runs out."""
+    ``default`` once the script runs out.
+
+    Requests under ``/slow/`` are answered after :data:`SLOW` seconds, outside the script and
+    the record: a request its client gave up on may reach the server late, in the next test,
+    and must not take that test's replies.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -83,18 +89,22 @@ class HttpStandIn:
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def slow_url(self, path: str = "/") -> str:
+        return self.url("/slow" + path)
+
     def reset(self, *script: Reply, default: Reply = Reply()) -> None:
         self.requests.clear()
         self.script = deque(script)
         self.default = default
 
     async def _answer(self, request: Request) -> Response:
+        if request.url.path.startswith("/slow/"):
+            await asyncio.sleep(SLOW)
+            return Response(b"ok")
         body = await request.body()
         headers = dict(request.headers)
         self.requests.append(Recorded(request.method, request.url.path, headers, body))
         reply = self.script.popleft() if self.script else self.default
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
         content = reply.body
         if reply.echo:
             echoed = {"url": str(request.url), "headers": headers, "body": body.decode()}

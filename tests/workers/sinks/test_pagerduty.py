@@ -95,8 +95,7 @@ def test_connection_refused_and_timeout_are_retryable(
 ) -> None:
     refused = send_failure(f"http://127.0.0.1:{closed_port}/v2/enqueue")
     assert (refused.retryable, refused.reason) == (True, "ConnectError")
-    standin.reset(Reply(delay=0.5))
-    slow = send_failure(standin.url(), timeout=0.1)
+    slow = send_failure(standin.slow_url(), timeout=0.1)
     assert (slow.retryable, slow.reason) == (True, "ReadTimeout")
 
 
@@ -116,7 +115,6 @@ def test_no_failure_reveals_the_routing_key(
     standin.reset(*replies)
     errors = [send_failure(standin.url()) for _ in replies]
     errors.append(send_failure(f"http://127.0.0.1:{closed_port}/v2/enqueue"))
-    standin.reset(Reply(delay=0.5))
-    errors.append(send_failure(standin.url(), timeout=0.1))
+    errors.append(send_failure(standin.slow_url(), timeout=0.1))
     for error in errors:
         assert_no_secret(error, caplog.records, [ROUTING_KEY])

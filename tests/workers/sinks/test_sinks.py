@@ -1,10 +1,12 @@
 """The shared contract of the sinks: the error type, the classifier, the HTTP wrapper, the log
 redaction and the dispatcher."""
 
+import ast
 import importlib
 import inspect
 import logging
 import pickle
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -50,6 +52,19 @@ NOW = datetime(2026, 5, 9, 3, 12, tzinfo=UTC).timestamp()
 )
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value, NOW) == seconds
+
+
+def test_a_date_without_a_zone_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_retry_after("Sat May  9 03:13:30 2026", NOW) == 90.0
+        assert parse_retry_after("Sat, 09 May 2026 03:13:30 -0000", NOW) == 90.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize(
@@ -124,14 +139,14 @@ def test_post_connection_refused_is_retryable(closed_port: int) -> None:
 
 
 def test_post_timeout_is_retryable(standin: HttpStandIn) -> None:
-    standin.reset(Reply(delay=0.5))
-    error = failure(lambda client: post("x", client, standin.url(), b"{}", {}), timeout=0.1)
+    url = standin.slow_url()
+    error = failure(lambda client: post("x", client, url, b"{}", {}), timeout=0.1)
     assert (error.retryable, error.reason) == (True, "ReadTimeout")
 
 
 def test_post_past_its_deadline_is_retryable(standin: HttpStandIn) -> None:
-    standin.reset(Reply(delay=0.5))
-    error = failure(lambda client: post("x", client, standin.url(), b"{}", {}, deadline=0.1))
+    url = standin.slow_url()
+    error = failure(lambda client: post("x", client, url, b"{}", {}, deadline=0.1))
     assert (error.retryable, error.reason) == (True, "deadline exceeded")
 
 
@@ -192,14 +207,16 @@ def test_a_payload_json_cannot_hold_is_permanent(standin: HttpStandIn) -> None:
 
 
 def test_the_public_surface_is_declared() -> None:
-    public = {
-        name
-        for name, value in vars(workers.sinks).items()
-        if not name.startswith("_")
-        and not inspect.ismodule(value)
-        and getattr(value, "__module__", "workers.sinks") == "workers.sinks"
+    source = ast.parse(inspect.getsource(workers.sinks))
+    imported = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in source.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
     }
-    assert public - {"Action"} == set(workers.sinks.__all__)
+    public = {name for name in vars(workers.sinks) if not name.startswith("_")}
+    submodules = {"slack", "pagerduty", "email", "webhook", "log"}
+    assert public - imported - submodules == set(workers.sinks.__all__)
 
 
 @pytest.mark.parametrize("name", ["slack", "pagerduty", "email", "webhook", "log"])

@@ -119,8 +119,7 @@ def test_connection_refused_and_timeout_are_retryable(
 ) -> None:
     refused = send_failure(f"http://127.0.0.1:{closed_port}{PATH}")
     assert (refused.retryable, refused.reason) == (True, "ConnectError")
-    standin.reset(Reply(delay=0.5))
-    slow = send_failure(standin.url(PATH), timeout=0.1)
+    slow = send_failure(standin.slow_url(PATH), timeout=0.1)
     assert (slow.retryable, slow.reason) == (True, "ReadTimeout")
 
 
@@ -143,8 +142,7 @@ def test_no_failure_reveals_the_webhook_url(
     standin.reset(*replies)
     errors = [send_failure(url) for _ in replies]
     errors.append(send_failure(f"http://127.0.0.1:{closed_port}{PATH}"))
-    standin.reset(Reply(delay=0.5))
-    errors.append(send_failure(url, timeout=0.1))
+    errors.append(send_failure(standin.slow_url(PATH), timeout=0.1))
     errors.append(send_failure(url.replace("http://", "ftp://")))
     errors.append(send_failure(url.replace("127.0.0.1", "[::1")))
     for error in errors:

@@ -113,8 +113,7 @@ def test_failures_are_classified(standin: HttpStandIn, status: int, retryable: b
 
 
 def test_the_action_timeout_bounds_the_attempt(standin: HttpStandIn, closed_port: int) -> None:
-    standin.reset(Reply(delay=0.5))
-    slow = send_failure(action(standin.url(), timeout=0.1))
+    slow = send_failure(action(standin.slow_url(), timeout=0.1))
     assert (slow.retryable, slow.reason) == (True, "deadline exceeded")
     refused = send_failure(action(f"http://127.0.0.1:{closed_port}/"))
     assert (refused.retryable, refused.reason) == (True, "ConnectError")
@@ -157,9 +156,9 @@ def test_no_failure_reveals_a_secret(
     standin.reset(*replies)
     errors = [send_failure(action(url, sign=True)) for _ in replies]
     errors.append(send_failure(action(f"http://127.0.0.1:{closed_port}/in/{PATH_TOKEN}")))
-    standin.reset(Reply(delay=0.5), Reply(delay=0.5))
-    errors.append(send_failure(action(url, sign=True, timeout=0.1)))
-    errors.append(send_failure(action(url, sign=True), timeout=0.1))
+    slow = standin.slow_url(f"/in/{PATH_TOKEN}?sig={PATH_TOKEN}")
+    errors.append(send_failure(action(slow, sign=True, timeout=0.1)))
+    errors.append(send_failure(action(slow, sign=True), timeout=0.1))
     bad = action(url).model_copy(update={"headers": {"Authorization": SecretStr(TOKEN + "\n")}})
     errors.append(send_failure(bad))
     for error in errors:
