@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint bench clean
+.PHONY: install dev test lint bench bench-routing clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 ## Receiver throughput against a bare Starlette endpoint, same uvicorn settings.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.ingest $(BENCH_ARGS)
+
+## Events routed and delivered to a local HTTP sink at steady rates, next to RQ's no-op rate.
+bench-routing: $(STAMP)
+	$(BIN)/python -m tests.bench.routing $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
