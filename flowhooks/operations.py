@@ -1,11 +1,14 @@
 """Operator commands: ``routes test``, ``silence``, ``dlq``."""
 
+import functools
 import getpass
 import json
+import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import click
 import yaml
@@ -15,6 +18,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from config import keys
@@ -25,6 +29,8 @@ from flowhooks.common import config_or_exit, fail, redis_client, settings_or_exi
 from workers import silences
 from workers.delivery import Incident, load_incidents
 from workers.silences import Silence
+
+P = ParamSpec("P")
 
 # routes test -------------------------------------------------------------------------------
 
@@ -48,16 +54,32 @@ def _state(source: str, flow_id: str | None) -> tuple[list[Silence], list[Incide
 def _one(
     config: Config, event_text: str, source: str | None, at: datetime, use_state: bool
 ) -> routestest.Report:
-    try:
-        event = routestest.load_event(event_text, source, at)
-    except ValueError as exc:
-        fail(str(exc))
+    """Raise ``ValueError`` for an event that cannot be read."""
+    event = routestest.load_event(event_text, source, at, config.sources)
     found, incidents, note = (
         _state(event["source"], event.get("flow_id")) if use_state else ([], [], "")
     )
     if note:
         click.echo(note, err=True)
     return routestest.run(config, event, at=at, silences=found, incidents=incidents)
+
+
+def _read(path: Path) -> str:
+    """Raise ``ValueError`` naming a file that cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _actions(expect: object) -> list[str]:
+    """``a,b`` or ``[a, b]`` as a sorted list of action names."""
+    items = expect.split(",") if isinstance(expect, str) else expect or []
+    if not isinstance(items, list):
+        raise ValueError("expect must be a list of action names or a string a,b")
+    return sorted(str(a).strip() for a in items if str(a).strip())
 
 
 @routes.command("test")
@@ -88,32 +110,59 @@ def routes_test(  # noqa: PLR0917 (one parameter per option, as click passes the
         sys.exit(_cases(config, cases_file, source, at, not no_state))
     if event_file is None:
         fail("give --event FILE.json or --cases FILE.yaml")
-    report = _one(config, event_file.read_text(), source, at, not no_state)
+    try:
+        report = _one(config, _read(event_file), source, at, not no_state)
+    except ValueError as exc:
+        fail(str(exc))
     click.echo(routestest.describe(report))
     if expect is not None:
-        wanted = sorted(a for a in expect.split(",") if a)
+        wanted = _actions(expect)
         if report.firing != wanted:
             click.echo(f"MISMATCH: expected {wanted}, would fire {report.firing}", err=True)
             sys.exit(1)
 
 
 def _cases(config: Config, path: Path, source: str | None, at: datetime, state: bool) -> int:
-    """Run every case of a YAML list ``[{name, event: FILE | mapping, source, at, expect}]``."""
+    """Run every case of a YAML list ``[{name, event: FILE | mapping, source, at, expect}]``;
+    1 if any fails or cannot be run, each named in the output."""
+    try:
+        cases = yaml.safe_load(_read(path)) or []
+    except (ValueError, yaml.YAMLError) as exc:
+        fail(f"{path}: not a YAML list of cases: {exc}")
+    if not isinstance(cases, list):
+        fail(f"{path}: not a YAML list of cases")
     failures = 0
-    for i, case in enumerate(yaml.safe_load(path.read_text()) or []):
-        name = case.get("name", f"case {i + 1}")
-        event = case["event"]
-        text = (path.parent / event).read_text() if isinstance(event, str) else json.dumps(event)
-        when = routestest.parse_at(case["at"]) if "at" in case else at
-        report = _one(config, text, case.get("source", source), when, state)
-        wanted = sorted(case.get("expect") or [])
-        ok = report.firing == wanted
+    for i, case in enumerate(cases):
+        name = case.get("name", f"case {i + 1}") if isinstance(case, dict) else f"case {i + 1}"
+        try:
+            firing, wanted = _case(config, path, case, source=source, at=at, state=state)
+        except (ValueError, KeyError) as exc:
+            failures += 1
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            click.echo(f"FAIL {name}: cannot run: {reason}")
+            continue
+        ok = firing == wanted
         failures += not ok
         verdict = "ok  " if ok else "FAIL"
-        click.echo(
-            f"{verdict} {name}: fires {report.firing}" + ("" if ok else f", expected {wanted}")
-        )
+        click.echo(f"{verdict} {name}: fires {firing}" + ("" if ok else f", expected {wanted}"))
+    click.echo(f"{len(cases) - failures} of {len(cases)} case(s) passed")
     return 1 if failures else 0
+
+
+def _case(
+    config: Config, path: Path, case: object, *, source: str | None, at: datetime, state: bool
+) -> tuple[list[str], list[str]]:
+    """What one case fires, and what it expects; raise ``ValueError`` or ``KeyError``."""
+    if not isinstance(case, dict):
+        raise ValueError("a case is a mapping {name, event, source, at, expect}")
+    event = case["event"]
+    text = _read(path.parent / event) if isinstance(event, str) else json.dumps(event, default=str)
+    try:
+        when = routestest.parse_at(str(case["at"])) if "at" in case else at
+    except ValueError:
+        raise ValueError(f"at {case['at']!r} is not an ISO 8601 instant") from None
+    report = _one(config, text, case.get("source", source), when, state)
+    return report.firing, _actions(case.get("expect"))
 
 
 # silences ---------------------------------------------------------------------------------
@@ -130,6 +179,13 @@ def _show(s: Silence, now: datetime) -> str:
     return f"{s.id}  {state:<7} until {until}  {s.author}: {s.comment}  [{', '.join(s.matchers)}]"
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a numeric user with no passwd entry, as in the image
+        return f"uid {os.getuid()}"
+
+
 @silence.command("add")
 @click.option("--matcher", "matchers", multiple=True, required=True, help='e.g. kind="flow.failed"')
 @click.option("--duration", required=True, help="e.g. 2h")
@@ -143,7 +199,7 @@ def silence_add(matchers: tuple[str, ...], duration: str, comment: str, author: 
             redis_client(),
             list(matchers),
             duration=seconds,
-            author=author or getpass.getuser(),
+            author=author or _user(),
             comment=comment,
             now=datetime.now(UTC),
         )
@@ -192,6 +248,24 @@ def _registry() -> FailedJobRegistry:
     return FailedJobRegistry(queue=queue)
 
 
+def _dead(registry: FailedJobRegistry, job_id: str) -> Job:
+    """The job ``job_id`` of the registry; exit 1 when it is not there."""
+    if registry.connection.zscore(registry.key, job_id) is None:
+        fail(f"no job {job_id!r} in the dead-letter registry")
+    try:
+        return Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        fail(f"job {job_id!r} has expired")
+
+
+def _error(job: Job) -> str:
+    """The error the job failed with, as RQ recorded it (``exc_info`` is deprecated)."""
+    result = job.latest_result()
+    if result is None or result.type != Result.Type.FAILED:
+        return ""
+    return str(result.exc_string or "")
+
+
 def _job_summary(job: Job) -> dict[str, Any]:
     args = job.args[0] if job.args else None
     what: dict[str, Any] = {"task": job.func_name}
@@ -199,17 +273,35 @@ def _job_summary(job: Job) -> dict[str, Any]:
         what |= {k: args.get(k) for k in ("ref", "route", "action", "kind", "attempt")}
     elif isinstance(args, str):
         what["ref"] = args
-    reason = (job.exc_info or "").strip().splitlines()
+    reason = _error(job).strip().splitlines()
+    # a delivery dead-lettered without running (a permanent failure in its route job, a
+    # spent retry) is a job made on the spot: it never started, so never ended
+    failed_at = job.ended_at or job.created_at
     return {
         "job": job.id,
         **what,
-        "failed_at": job.ended_at.isoformat() if job.ended_at else None,
+        "failed_at": failed_at.isoformat() if failed_at else None,
         "reason": reason[-1] if reason else "",
     }
 
 
+def _redis_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """One line instead of a traceback when Redis cannot be reached."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except RedisError as exc:
+            fail(f"cannot reach Redis: {type(exc).__name__}")
+
+    return run
+
+
 @dlq.command("list")
+@_redis_errors
 def dlq_list() -> None:
+    """One JSON object a line: the job, what it delivers, when it failed and why."""
     registry = _registry()
     for job_id in registry.get_job_ids():
         try:
@@ -221,37 +313,47 @@ def dlq_list() -> None:
 
 @dlq.command("show")
 @click.argument("job_id")
+@_redis_errors
 def dlq_show(job_id: str) -> None:
-    registry = _registry()
-    try:
-        job = Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        fail(f"no job {job_id!r}")
-    shown = _job_summary(job) | {"args": job.args, "exc_info": job.exc_info}
+    """A dead job in full, with its arguments and the error it failed with."""
+    job = _dead(_registry(), job_id)
+    shown = _job_summary(job) | {"args": job.args, "exc_info": _error(job)}
     click.echo(json.dumps(shown, indent=2, default=str))
 
 
 @dlq.command("replay")
 @click.argument("job_id", required=False)
 @click.option("--all", "replay_all", is_flag=True)
+@_redis_errors
 def dlq_replay(job_id: str | None, replay_all: bool) -> None:
     """Queue dead jobs again; deliveries that succeeded since are not redone."""
+    if bool(job_id) == replay_all:
+        fail("name a JOB or give --all, not both" if replay_all else "name a JOB or give --all")
     registry = _registry()
-    ids = registry.get_job_ids() if replay_all else [job_id] if job_id else []
-    if not ids:
-        fail("name a JOB or give --all")
+    ids = registry.get_job_ids() if replay_all else [_dead(registry, str(job_id)).id]
+    missing = []
     for each in ids:
         try:
             registry.requeue(each)
         except (InvalidJobOperation, NoSuchJobError):
-            fail(f"{each} is not in the dead-letter registry")
+            missing.append(each)  # replayed or expired since it was listed
+            continue
         click.echo(f"requeued {each}")
+    if not ids:
+        click.echo("the dead-letter registry is empty")
+    if missing:
+        fail(f"no longer in the dead-letter registry: {', '.join(missing)}")
 
 
 @dlq.command("purge")
+@_redis_errors
 def dlq_purge() -> None:
+    """Delete every dead job."""
     registry = _registry()
     ids = registry.get_job_ids()
     for each in ids:
-        registry.remove(each, delete_job=True)
+        try:
+            registry.remove(each, delete_job=True)
+        except NoSuchJobError:  # its hash expired first: the entry alone is left
+            registry.remove(each)
     click.echo(f"purged {len(ids)} job(s)")

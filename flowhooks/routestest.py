@@ -6,22 +6,28 @@ show`` prints it (its ``event`` part, or the whole output).
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from config.events import Event
 from config.schema import Config
-from receiver.normalize import normalize, parse_body
+from receiver.normalize import Unparseable, normalize, parse_body
 from workers.delivery import Incident, Planned, labels_of, plan
 from workers.rendering import RenderError, render
 from workers.routing import match
 from workers.silences import Silence
 
 
-def load_event(text: str, source: str | None, received_at: datetime) -> dict[str, Any]:
-    """A canonical event from a file's text; raise ``ValueError`` saying what is wrong."""
+def load_event(
+    text: str,
+    source: str | None,
+    received_at: datetime,
+    sources: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """A canonical event from a file's text; raise ``ValueError`` saying what is wrong. A raw
+    body arrives on ``source``, which must be one of ``sources`` when they are given."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -32,8 +38,14 @@ def load_event(text: str, source: str | None, received_at: datetime) -> dict[str
         return Event.model_validate(data).model_dump(mode="json")
     if source is None:
         raise ValueError("a raw Etlworks body needs --source, the source it would arrive on")
+    if sources is not None and source not in sources:
+        # the receiver answers 404 for it: no event ever arrives on it
+        raise ValueError(f"no source {source!r} in the config (known: {', '.join(sources)})")
     body = text.encode()
-    payload = parse_body("application/json", body)
+    try:
+        payload = parse_body("application/json", body)
+    except Unparseable as exc:  # what the receiver answers 400 for
+        raise ValueError(f"the receiver would refuse this body: {exc}") from None
     event = normalize(source, payload, etl_headers={}, body=body, received_at=received_at)
     return event.model_dump(mode="json")
 

@@ -11,24 +11,29 @@ RQ job of its own, scheduled after its backoff (or the sink's ``Retry-After``), 
 outage retries Slack alone and never re-pages PagerDuty. A permanent failure, and the last
 failed attempt, land in RQ's failed-job registry: the dead letter, replayable with
 ``flowhooks dlq replay``. Every attempt is appended to the event's timeline.
+
+A job whose worker dies under it is run again by RQ's abandoned-job recovery: route jobs carry
+retries of their own (``receiver.jobs``), retry and digest jobs :data:`CRASH_RETRY`. What it
+had delivered is skipped, what was in flight is sent again (at least once).
 """
 
 import asyncio
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 from redis import Redis
-from rq.job import Job, JobStatus
+from rq.job import Job, Retry
+from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
-from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from config import eventlog, keys
@@ -53,6 +58,13 @@ PagerDuty 120 events a minute per routing key."""
 INLINE_WAIT = 3.0
 """A paced delivery waiting longer than this gets a scheduled job instead of a sleeping one."""
 DELIVER_TASK = "workers.tasks.deliver"
+CRASH_RETRY = Retry(max=3, interval=[0, 30, 300])
+"""RQ's retries of a delivery job that did not finish: its worker died under it (RQ's
+abandoned-job recovery) or it raised something other than :class:`DeliveryFailed` (a timeout,
+Redis going away). The first is immediate, since a job is found abandoned only once its time
+limit is long past, and an immediate retry needs no scheduler (a dead worker's scheduler lock
+outlives it by a minute). A dead letter is never retried: :func:`workers.tasks.deliver` spends
+the retries before it raises."""
 
 Kind = Literal["notify", "resolve", "group", "digest"]
 
@@ -188,52 +200,96 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def received_at(event: Mapping[str, Any]) -> float | None:
+    """When flowhooks received the event (a Unix time), if the event says."""
+    value = event.get("received_at")
+    try:
+        return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 INCIDENT_TTL = 30 * 86400
 """An incident no success ever resolves is forgotten after this long."""
 
 
+def recovered_key(source: str, flow_id: str) -> str:
+    """When the flow last succeeded (the success's ``received_at``), kept for
+    :data:`INCIDENT_TTL`. (Its place is :mod:`config.keys`.)"""
+    return f"{keys.PREFIX}:recovered:{source}:{flow_id}"
+
+
+_NOTE_INCIDENT = """
+local recovered = tonumber(redis.call('GET', KEYS[3]) or '')
+if recovered and recovered >= tonumber(ARGV[6]) then
+  return 0
+end
+redis.call('HSETNX', KEYS[1], 'opened_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'route', ARGV[2], 'action', ARGV[3], 'last_notified_at', ARGV[1],
+           'resolve', ARGV[4], 'event', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return 1
+"""
+
+
 def note_incident(
     conn: "Redis", event: Mapping[str, Any], route: Match, action: str, now: float
-) -> None:
-    """Open or refresh the incident of (flow, route, action) after a failure was notified."""
+) -> bool:
+    """Open or refresh the incident of (flow, route, action) after a failure was notified;
+    ``False`` when the flow succeeded after this failure was received: a notification whose
+    retries outlasted the recovery reopens nothing, so the next failure is not held back as
+    a repeat of it (nor resolved by the next success)."""
     source, flow_id = str(event["source"]), str(event["flow_id"])
-    key = keys.incident(source, flow_id, route.path, action)
-    with conn.pipeline() as pipe:
-        pipe.hsetnx(key, "opened_at", now)
-        pipe.hset(
-            key,
-            mapping={
-                "route": route.path,
-                "action": action,
-                "last_notified_at": now,
-                "resolve": "1" if route.resolve else "0",
-                "event": keys.ref(source, str(event["id"])),
-            },
-        )
-        pipe.expire(key, INCIDENT_TTL)
-        pipe.sadd(keys.incidents(source, flow_id), key)
-        pipe.expire(keys.incidents(source, flow_id), INCIDENT_TTL)
-        pipe.execute()
+    incident = keys.incident(source, flow_id, route.path, action)
+    args = (
+        repr(now),
+        route.path,
+        action,
+        "1" if route.resolve else "0",
+        keys.ref(source, str(event["id"])),
+        repr(received_at(event) or now),
+        INCIDENT_TTL,
+    )
+    found = (incident, keys.incidents(source, flow_id), recovered_key(source, flow_id))
+    return bool(conn.eval(_NOTE_INCIDENT, 3, *found, *args))
 
 
-def close_incidents(conn: "Redis", source: str, flow_id: str) -> None:
+def close_incidents(conn: "Redis", source: str, flow_id: str, at: float) -> None:
+    """Close the flow's incidents on a success received ``at``, and remember when."""
     members = conn.smembers(keys.incidents(source, flow_id))
     with conn.pipeline() as pipe:
         for key in members:
             pipe.delete(key)
         pipe.delete(keys.incidents(source, flow_id))
+        pipe.set(recovered_key(source, flow_id), repr(at), ex=INCIDENT_TTL)
         pipe.execute()
 
 
 _ADD_TO_GROUP = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+local state = redis.call('GET', KEYS[2])
+if state == '1' then
+  return false
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return state or ''
 """
-_TAKE_GROUP = """
-local refs = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1], KEYS[2])
-return refs
+_END_FLUSH = """
+redis.call('LTRIM', KEYS[1], ARGV[1], -1)
+local left = redis.call('LLEN', KEYS[1])
+if left > 0 then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[4])
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[2])
+end
+return left
 """
 _PACE = """
 local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -244,30 +300,60 @@ return tostring(slot - now)
 """
 
 
+def group_values(route: Match, labels: Mapping[str, str], tags: Sequence[str]) -> dict[str, str]:
+    """The values of the labels a route groups by (``tags`` joined by commas). ``...`` stands
+    for every label: as in Alertmanager, it groups nothing together."""
+    names = (*LABELS, "tags") if "..." in route.group_by else route.group_by
+    return {name: labels.get(name, "") if name != "tags" else ",".join(tags) for name in names}
+
+
 def group_id(route: Match, action: str, labels: Mapping[str, str], tags: Sequence[str]) -> str:
-    values = [
-        f"{name}={labels.get(name, '') if name != 'tags' else ','.join(tags)}"
-        for name in route.group_by
-    ]
+    values = [f"{name}={value}" for name, value in group_values(route, labels, tags).items()]
     return hashlib.sha1(
         "\x00".join([route.path, action, *values]).encode(), usedforsecurity=False
     ).hexdigest()
 
 
-def add_to_group(conn: "Redis", planned: Planned, event: Mapping[str, Any]) -> bool:
-    """Add the event to its group; ``True`` if the group was empty (schedule its flush)."""
+def add_to_group(
+    conn: "Redis", planned: Planned, event: Mapping[str, Any], now: float
+) -> float | None:
+    """Add the event to its group. When it starts a new batch, the seconds to wait before
+    flushing it (schedule the flush); ``None`` when a flush is already scheduled.
+
+    As in Alertmanager, a group's first batch waits ``group_wait``, and a batch that follows
+    a flush goes out ``group_interval`` after it: a steady stream of failures makes one digest
+    per interval, not one per ``group_wait``. A group quiet for ``group_interval`` starts over.
+    """
     assert planned.match is not None
     labels, tags = labels_of(event)
     gid = group_id(planned.match, planned.action, labels, tags)
     ttl = int(planned.match.group_wait + planned.match.group_interval + 3600)
     ref = keys.ref(labels["source"], labels["id"])
-    first = conn.eval(_ADD_TO_GROUP, 2, keys.group(gid), keys.group_flush(gid), ref, ttl)
-    return bool(first)
+    state = conn.eval(_ADD_TO_GROUP, 2, keys.group(gid), keys.group_flush(gid), ref, ttl)
+    if state is None:
+        return None
+    last_flush = _text(state)
+    if not last_flush:
+        return planned.match.group_wait
+    return max(float(last_flush) + planned.match.group_interval - now, 0.0)
 
 
-def take_group(conn: "Redis", gid: str) -> list[str]:
-    refs = conn.eval(_TAKE_GROUP, 2, keys.group(gid), keys.group_flush(gid))
-    return [_text(r) for r in refs]
+def peek_group(conn: "Redis", gid: str) -> list[str]:
+    """The refs the group gathered so far, left in place until :func:`end_flush`: a flush
+    that dies half-way is run again with the same refs, so the same digest id."""
+    return [_text(r) for r in conn.lrange(keys.group(gid), 0, -1)]
+
+
+def end_flush(conn: "Redis", gid: str, taken: int, now: float, group_interval: float) -> bool:
+    """Drop the ``taken`` refs a flush has dealt with. ``True`` when more arrived meanwhile:
+    the group keeps its flush scheduled, and the caller schedules it, ``group_interval`` from
+    ``now``. Else ``now`` is remembered as the group's last flush for ``group_interval``
+    seconds (see :func:`add_to_group`)."""
+    interval_ms = int(group_interval * 1000)
+    ttl = int(group_interval + 3600)
+    args = (taken, repr(now), interval_ms, ttl)
+    left = conn.eval(_END_FLUSH, 2, keys.group(gid), keys.group_flush(gid), *args)
+    return bool(left)
 
 
 def pace(conn: "Redis", action_name: str, sink: str, now: float) -> float:
@@ -280,9 +366,24 @@ def pace(conn: "Redis", action_name: str, sink: str, now: float) -> float:
 
 def backoff(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
     """Seconds before attempt ``attempt + 1``: exponential with jitter, at least ``Retry-After``."""
-    delay = min(policy.initial * policy.factor ** (attempt - 1), policy.max_interval)
+    try:
+        grown = policy.initial * policy.factor ** (attempt - 1)
+    except OverflowError:  # a day of retries at the cap: factor ** 8000
+        grown = policy.max_interval
+    delay = min(grown, policy.max_interval)
     delay *= 1 + random.uniform(-policy.jitter, policy.jitter)  # noqa: S311 (not for secrets)
     return max(delay, retry_after or 0.0)
+
+
+def not_before(delay: float, now: float | None = None) -> datetime:
+    """The instant ``delay`` seconds after ``now``, rounded up to the whole second.
+
+    RQ keeps a scheduled job's time truncated to the second and enqueues it once that second
+    has begun, so a job scheduled at an unrounded instant may run up to a second early: a
+    ``Retry-After: 2`` would be honoured as 1.1 s, a ``group_wait`` cut short.
+    """
+    at = (time.time() if now is None else now) + max(delay, 0.0)
+    return datetime.fromtimestamp(math.ceil(at), UTC)
 
 
 # Sending ------------------------------------------------------------------------------------
@@ -460,14 +561,15 @@ class Deliverer:
         return self.dead_letter(spec, f"{why}: {exc}")
 
     def schedule(self, spec: Spec, delay: float) -> None:
-        self.queue.enqueue_in(
-            timedelta(seconds=max(delay, 0.0)),
+        self.queue.enqueue_at(
+            not_before(delay),
             DELIVER_TASK,
             spec.to_json(),
             job_id=f"{spec.delivery_id}-{spec.attempt}{'-paced' if spec.paced else ''}",
             job_timeout=int(self.job_timeout),
             result_ttl=0,
             failure_ttl=int(self.retention),
+            retry=CRASH_RETRY,
         )
 
     def dead_letter(self, spec: Spec, reason: str) -> Outcome:
@@ -493,10 +595,11 @@ class Deliverer:
             result_ttl=0,
             failure_ttl=int(self.retention),
         )
+        job.ended_at = datetime.now(UTC)
         with self.conn.pipeline() as pipe:
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
-            registry = FailedJobRegistry(queue=self.queue)
-            registry.add(job, ttl=int(self.retention), exc_string=reason, pipeline=pipe)
+            # RQ's own worker-less failure path: the registry entry and the failure result
+            # that holds the reason (the registry alone does not keep it).
+            record_job_failure(job, reason, pipe)
             pipe.execute()
         self._timeline(
             spec,

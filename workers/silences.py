@@ -1,5 +1,9 @@
 """Silences: operator-made, time-bounded suppressions of notifications whose events match a
-set of matchers, kept in Redis with their author and comment (``flowhooks silence``)."""
+set of matchers, kept in Redis with their author and comment (``flowhooks silence``).
+
+Every route job reads all of them, so a silence that ended more than :data:`KEEP_EXPIRED` ago
+is dropped when the next one is made: ``silence list --all`` shows the recent past, not all of it.
+"""
 
 import json
 import uuid
@@ -12,6 +16,9 @@ from redis import Redis
 from config import keys
 from config.matchers import parse
 from config.schema import MATCHABLE
+
+KEEP_EXPIRED = timedelta(days=7)
+"""How long an ended silence stays listed (``silence list --all``) before it is dropped."""
 
 
 @dataclass(frozen=True)
@@ -57,20 +64,32 @@ def create(
     comment: str,
     now: datetime,
 ) -> Silence:
-    """Store a silence starting ``now``; raise ``ValueError`` for a bad matcher."""
+    """Store a silence starting ``now`` for ``duration`` seconds; raise ``ValueError`` for a
+    bad matcher or duration."""
     if not matchers:
         raise ValueError("a silence needs at least one matcher")
     for text in matchers:
         parse(text, MATCHABLE)
+    if not duration > 0:
+        raise ValueError("a silence must last longer than zero")
+    try:
+        ends_at = now + timedelta(seconds=duration)
+    except OverflowError:  # past the year 9999
+        raise ValueError("a silence cannot last that long") from None
     silence = Silence(
         id=uuid.uuid4().hex[:12],
         matchers=tuple(matchers),
         starts_at=now,
-        ends_at=now + timedelta(seconds=duration),
+        ends_at=ends_at,
         author=author,
         comment=comment,
     )
-    conn.hset(keys.SILENCES, silence.id, silence.to_json())
+    stale = [s.id for s in every(conn) if s.ends_at < now - KEEP_EXPIRED]
+    with conn.pipeline() as pipe:
+        pipe.hset(keys.SILENCES, silence.id, silence.to_json())
+        if stale:
+            pipe.hdel(keys.SILENCES, *stale)
+        pipe.execute()
     return silence
 
 
@@ -85,9 +104,10 @@ def expire(conn: "Redis", silence_id: str, now: datetime) -> Silence | None:
     if stored is None:
         return None
     old = Silence.from_json(stored)
-    ended = Silence(
-        old.id, old.matchers, old.starts_at, min(old.ends_at, now), old.author, old.comment
-    )
+    ends_at = min(old.ends_at, now)
+    # a pending silence ends now, before it would have started: it never holds
+    starts_at = min(old.starts_at, ends_at)
+    ended = Silence(old.id, old.matchers, starts_at, ends_at, old.author, old.comment)
     conn.hset(keys.SILENCES, silence_id, ended.to_json())
     return ended
 

@@ -5,27 +5,35 @@ succeeded are never redone (see :mod:`workers.delivery`)."""
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from rq import get_current_job
 from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
 
 from config import eventlog, keys
 from workers import context
 from workers.delivery import (
+    CRASH_RETRY,
     Deliverer,
     DeliveryFailed,
     Planned,
     Spec,
     add_to_group,
     close_incidents,
+    end_flush,
     group_id,
+    group_values,
     labels_of,
     load_incidents,
+    not_before,
     note_incident,
+    peek_group,
     plan,
-    take_group,
+    received_at,
 )
 from workers.silences import every
 
@@ -105,24 +113,30 @@ def route_event(event_ref: str) -> None:
                 Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
             )
     if event.get("kind") == "flow.succeeded" and event.get("flow_id"):
-        close_incidents(conn, source, str(event["flow_id"]))
+        close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
     deliverer = _deliverer(job)
     outcomes = asyncio.run(deliverer.attempt_all(sends)) if sends else []
     failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
     for outcome in outcomes:
         spec = outcome.spec
-        if outcome.result == "delivered" and (spec.route, spec.action) in failures:
+        # "skipped": delivered by an earlier run of this job, which may have died before
+        # noting the incident
+        done = outcome.result in ("delivered", "skipped")
+        if done and (spec.route, spec.action) in failures:
             _note(conn, event, planned, spec)
 
 
 def _note(conn: Any, event: dict[str, Any], planned: list[Planned], spec: Spec) -> None:
+    """Open or refresh the incident a delivered failure notification belongs to (nothing when
+    the route is no longer in the config)."""
     if event.get("kind") in ("flow.failed", "flow.timeout") and event.get("flow_id"):
-        route = next(p.match for p in planned if p.route == spec.route and p.match is not None)
-        note_incident(conn, event, route, spec.action, time.time())
+        route = next((p.match for p in planned if p.route == spec.route and p.match), None)
+        if route is not None:
+            note_incident(conn, event, route, spec.action, time.time())
 
 
 def _group(job: Job, event: dict[str, Any], planned: Planned) -> None:
-    """Add the event to its group; the group's first event schedules the digest."""
+    """Add the event to its group; the event that starts a batch schedules its digest."""
     assert planned.match is not None
     conn = job.connection
     route = planned.match
@@ -130,53 +144,81 @@ def _group(job: Job, event: dict[str, Any], planned: Planned) -> None:
     gid = group_id(route, planned.action, labels, tags)
     ref = keys.ref(labels["source"], labels["id"])
     eventlog.append(conn, ref, "grouped", route=planned.route, action=planned.action, group=gid)
-    if add_to_group(conn, planned, event):
-        group = {name: labels.get(name, "") for name in route.group_by}
-        deliverer = _deliverer(job)
-        deliverer.queue.enqueue_in(
-            timedelta(seconds=route.group_wait),
+    now = time.time()
+    wait = add_to_group(conn, planned, event, now)
+    if wait is not None:
+        group = {name: value for name, value in group_values(route, labels, tags).items() if value}
+        flush = Flush(gid, planned.route, planned.action, group, route.group_interval)
+        flush.schedule(conn, wait, now)
+
+
+@dataclass(frozen=True)
+class Flush:
+    """The digest of one group, and the job that sends it (:func:`flush_group`)."""
+
+    gid: str
+    route: str
+    action: str
+    group: dict[str, str]
+    group_interval: float
+
+    def schedule(self, conn: Any, wait: float, now: float) -> None:
+        queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
+        queue.enqueue_at(
+            not_before(wait, now),
             FLUSH_TASK,
-            gid,
-            planned.route,
-            planned.action,
-            group,
-            job_id=f"group-{gid}-{int(time.time())}",
+            self.gid,
+            self.route,
+            self.action,
+            self.group,
+            self.group_interval,
+            job_id=f"group-{self.gid}-{int(now * 1000)}",
+            job_timeout=int(context.current().settings.job_timeout),
             result_ttl=0,
+            retry=CRASH_RETRY,
         )
 
 
-def flush_group(gid: str, route: str, action: str, group: dict[str, str]) -> None:
-    """Send one digest for every event the group gathered since its last flush."""
+def flush_group(
+    gid: str, route: str, action: str, group: dict[str, str], group_interval: float = 0.0
+) -> None:
+    """Send one digest for every event the group gathered since its last flush; when more
+    arrive while it is sent, the next digest follows ``group_interval`` later."""
     job = _job()
-    refs = take_group(job.connection, gid)
-    if not refs:
-        return
-    spec = Spec(
-        refs[-1],
-        route,
-        action,
-        "digest",
-        f"g{gid}-{len(refs)}-{keys.route_job_id(refs[-1])[-12:]}",
-        first_at=time.time(),
-        refs=tuple(refs),
-        group=group,
-    )
-    deliverer = _deliverer(job)
-    asyncio.run(deliverer.attempt_all([spec]))
+    conn = job.connection
+    refs = peek_group(conn, gid)
+    if refs:
+        spec = Spec(
+            refs[-1],
+            route,
+            action,
+            "digest",
+            f"g{gid}-{len(refs)}-{keys.route_job_id(refs[-1])[-12:]}",
+            first_at=time.time(),
+            refs=tuple(refs),
+            group=group,
+        )
+        asyncio.run(_deliverer(job).attempt_all([spec]))
+    now = time.time()
+    if end_flush(conn, gid, len(refs), now, group_interval):
+        Flush(gid, route, action, group, group_interval).schedule(conn, group_interval, now)
 
 
 def deliver(spec: dict[str, Any]) -> None:
-    """A retry (or a replay) of one delivery. A permanent failure raises
-    :class:`DeliveryFailed`, which leaves this job in the dead-letter registry."""
+    """A retry (or a replay) of one delivery. A permanent failure, or the last one, raises
+    :class:`DeliveryFailed`, which leaves this job in the dead-letter registry: RQ's own
+    retries (:data:`~workers.delivery.CRASH_RETRY`) are for a job that did not finish, not
+    for a sink that said no."""
     job = _job()
     parsed = Spec.from_json(spec)
     deliverer = _deliverer(job, own=True)
     [outcome] = asyncio.run(deliverer.attempt_all([parsed]))
     if outcome.result == "dead":
+        job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
-    if outcome.result == "delivered":
+    if outcome.result == "delivered" and parsed.kind == "notify":
         event = eventlog.load(job.connection, parsed.ref)
-        ctx = context.current()
-        if event is not None and parsed.kind == "notify":
+        if event is not None:
+            ctx = context.current()
             planned = plan(ctx.config, event.event, at=datetime.now(UTC), silences=[], incidents=[])
             _note(job.connection, event.event, planned, parsed)
