@@ -59,6 +59,12 @@ def incidents(source: str, flow_id: str) -> str:
     return f"{PREFIX}:incidents:{source}:{flow_id}"
 
 
+def recovered(source: str, flow_id: str) -> str:
+    """When the flow last succeeded, so that a late retry of an older failure does not reopen
+    its incident."""
+    return f"{PREFIX}:recovered:{source}:{flow_id}"
+
+
 SILENCES = f"{PREFIX}:silences"
 """Hash of silence id to the silence as JSON."""
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """One of :data:`config.logs.LEVELS`, in any case; held in upper case."""
     job_timeout: Duration = Field(300.0, ge=1)
     """The longest a worker job may run before RQ stops it (whole seconds)."""
+    maintenance_interval: Duration = Field(30.0, ge=1)
+    """How often a worker looks for jobs whose worker died (RQ's abandoned-job recovery)."""
 
     @field_validator("redis_url")
     @classmethod

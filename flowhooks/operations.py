@@ -27,7 +27,7 @@ from config.schema import Config
 from flowhooks import routestest
 from flowhooks.common import config_or_exit, fail, redis_client, settings_or_exit
 from workers import silences
-from workers.delivery import Incident, load_incidents
+from workers.delivery import DELIVER_TASK, Incident, load_incidents
 from workers.silences import Silence
 
 P = ParamSpec("P")
@@ -334,6 +334,7 @@ def dlq_replay(job_id: str | None, replay_all: bool) -> None:
     missing = []
     for each in ids:
         try:
+            _fresh_schedule(registry, each)
             registry.requeue(each)
         except (InvalidJobOperation, NoSuchJobError):
             missing.append(each)  # replayed or expired since it was listed
@@ -343,6 +344,15 @@ def dlq_replay(job_id: str | None, replay_all: bool) -> None:
         click.echo("the dead-letter registry is empty")
     if missing:
         fail(f"no longer in the dead-letter registry: {', '.join(missing)}")
+
+
+def _fresh_schedule(registry: FailedJobRegistry, job_id: str) -> None:
+    """A replayed delivery gets a retry schedule of its own: its first attempt is now, not
+    when the original was made (which would give it up at its first retryable failure)."""
+    job = Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
+    if job.func_name == DELIVER_TASK and job.args and isinstance(job.args[0], dict):
+        job.args = [{**job.args[0], "first_at": 0.0}]
+        job.save()
 
 
 @dlq.command("purge")

@@ -21,9 +21,11 @@ PER_EVENT = ("data", "description", "created_at", "enqueued_at")
 """Fields of the job hash that differ from one event to the next."""
 
 
-ROUTE_RETRY = Retry(max=3, interval=[10, 60, 300])
+ROUTE_RETRY = Retry(max=3, interval=[0, 60, 300])
 """Route jobs that fail, or whose worker died under them (RQ's abandoned-job recovery), run
-again; once retries are spent they stay in the failed-job registry, the dead letter."""
+again: at once the first time (no scheduler needed, whose lock a dead worker may still hold),
+then after a minute and five; once retries are spent they stay in the failed-job registry,
+the dead letter."""
 
 
 def template(timeout: float, failure_ttl: float) -> dict[str, str | bytes | int]:

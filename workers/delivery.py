@@ -213,12 +213,6 @@ INCIDENT_TTL = 30 * 86400
 """An incident no success ever resolves is forgotten after this long."""
 
 
-def recovered_key(source: str, flow_id: str) -> str:
-    """When the flow last succeeded (the success's ``received_at``), kept for
-    :data:`INCIDENT_TTL`. (Its place is :mod:`config.keys`.)"""
-    return f"{keys.PREFIX}:recovered:{source}:{flow_id}"
-
-
 _NOTE_INCIDENT = """
 local recovered = tonumber(redis.call('GET', KEYS[3]) or '')
 if recovered and recovered >= tonumber(ARGV[6]) then
@@ -252,7 +246,7 @@ def note_incident(
         repr(received_at(event) or now),
         INCIDENT_TTL,
     )
-    found = (incident, keys.incidents(source, flow_id), recovered_key(source, flow_id))
+    found = (incident, keys.incidents(source, flow_id), keys.recovered(source, flow_id))
     return bool(conn.eval(_NOTE_INCIDENT, 3, *found, *args))
 
 
@@ -263,7 +257,7 @@ def close_incidents(conn: "Redis", source: str, flow_id: str, at: float) -> None
         for key in members:
             pipe.delete(key)
         pipe.delete(keys.incidents(source, flow_id))
-        pipe.set(recovered_key(source, flow_id), repr(at), ex=INCIDENT_TTL)
+        pipe.set(keys.recovered(source, flow_id), repr(at), ex=INCIDENT_TTL)
         pipe.execute()
 
 

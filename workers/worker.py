@@ -2,8 +2,9 @@
 
 Jobs run in the worker process (RQ's ``SimpleWorker``): no fork per job, which on this kind of
 work costs more than the job, and the metrics the jobs count are the ones the endpoint serves.
-A job's time limit is RQ's (SIGALRM, ``FLOWHOOKS_JOB_TIMEOUT``); a job that brings the process
-down is found by RQ's abandoned-job recovery and run again (route jobs carry retries), and the
+A job's time limit is RQ's (SIGALRM, ``FLOWHOOKS_JOB_TIMEOUT``); a job whose worker died is
+found by RQ's abandoned-job recovery within the job timeout plus a few seconds plus
+``FLOWHOOKS_MAINTENANCE_INTERVAL`` and run again at once (jobs carry retries), and the
 deliveries it had finished are not redone.
 """
 
@@ -14,6 +15,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from config import keys
@@ -25,6 +27,22 @@ from workers.metrics import WorkerMetrics
 log = logging.getLogger("flowhooks.worker")
 
 
+HEARTBEAT_GRACE = 5
+"""Seconds past a job's time limit after which RQ may take its worker for dead."""
+
+
+class Worker(SimpleWorker):
+    """RQ's SimpleWorker, with a heartbeat that fits a job run in-process: RQ stops the job at
+    its timeout (SIGALRM), so a started job whose heartbeat is older than its timeout plus a
+    few seconds lost its worker, and RQ's maintenance re-runs it. (RQ allows 60 s more, made
+    for forked work horses that report on their own.)"""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            return int(job.timeout - working_time) + HEARTBEAT_GRACE
+        return super().get_heartbeat_ttl(job, working_time)
+
+
 def run(
     settings: Settings,
     config: Config,
@@ -32,7 +50,6 @@ def run(
     burst: bool = False,
     name: str | None = None,
     metrics_port: int | None = None,
-    maintenance_interval: int = 30,
 ) -> bool:
     """Work the queue until stopped (SIGTERM finishes the current job first: RQ's warm
     shutdown). One worker in each group also runs RQ's scheduler; RQ's lock keeps it to one."""
@@ -44,12 +61,15 @@ def run(
         start_http_server(metrics_port, registry=registry)
     connection = Redis.from_url(settings.redis_url.get_secret_value())
     queue = Queue(keys.QUEUE, connection=connection, serializer=JSONSerializer)
-    worker = SimpleWorker(
+    interval = int(settings.maintenance_interval)
+    worker = Worker(
         [queue],
         connection=connection,
         serializer=JSONSerializer,
         name=name,
-        maintenance_interval=maintenance_interval,
+        maintenance_interval=interval,
+        # An idle worker waits for a job at most this long, so its maintenance runs on time.
+        worker_ttl=interval + 15,
     )
     log.info("worker ready", extra={"redis": settings.redis_location, "queue": keys.QUEUE})
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

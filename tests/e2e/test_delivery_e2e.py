@@ -521,14 +521,6 @@ def test_a_worker_killed_mid_delivery_is_recovered_and_the_delivery_made(
         assert FailedJobRegistry(queue=queue).get_job_ids() == []
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="RQ finds an abandoned job once its started entry expires, which a SimpleWorker "
-    "sets to the job's timeout + 60 s; it looks at every maintenance_interval (30 s, not "
-    "settable) but an idle worker only after its 405 s BLPOP; the route job's retry then "
-    "waits 10 s for a scheduler, whose lock the dead worker holds for 61 s. Needs changes to "
-    "workers/worker.py, config/settings.py, flowhooks/cli.py and receiver/jobs.py.",
-)
 def test_a_worker_killed_mid_delivery_is_recovered_in_real_time(
     redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path
 ) -> None:
