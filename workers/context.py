@@ -6,8 +6,13 @@ SIGHUP or the file changes; a broken new config is logged, counted and ignored, 
 one stays in force.
 """
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
 
 from config.loader import ConfigError, load
 from config.schema import Config
@@ -15,6 +20,7 @@ from config.settings import Settings
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger("flowhooks.worker")
+T = TypeVar("T")
 
 
 class WorkerContext:
@@ -24,6 +30,23 @@ class WorkerContext:
         self._config = config
         self._stamp = _stamp(settings.config)
         self._reload_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a job's async part on the worker's one event loop, which keeps the shared HTTP
+        client (and its open connections) from job to job."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(work)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client every sink shares; only valid inside :meth:`run`."""
+        if self._client is None:
+            # Redirects are never followed (a sink's URL is a secret it must not forward).
+            self._client = httpx.AsyncClient(follow_redirects=False, timeout=30.0)
+        return self._client
 
     def request_reload(self) -> None:
         """Ask for a reload before the next task (safe to call from a signal handler)."""

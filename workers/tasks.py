@@ -2,7 +2,6 @@
 run it, takes JSON arguments only, and is safe to run more than once: deliveries that
 succeeded are never redone (see :mod:`workers.delivery`)."""
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -115,7 +114,7 @@ def route_event(event_ref: str) -> None:
     if event.get("kind") == "flow.succeeded" and event.get("flow_id"):
         close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
     deliverer = _deliverer(job)
-    outcomes = asyncio.run(deliverer.attempt_all(sends)) if sends else []
+    outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
     for outcome in outcomes:
         spec = outcome.spec
@@ -198,7 +197,8 @@ def flush_group(
             refs=tuple(refs),
             group=group,
         )
-        asyncio.run(_deliverer(job).attempt_all([spec]))
+        ctx = context.current()
+        ctx.run(_deliverer(job).attempt_all([spec], ctx.client))
     now = time.time()
     if end_flush(conn, gid, len(refs), now, group_interval):
         Flush(gid, route, action, group, group_interval).schedule(conn, group_interval, now)
@@ -212,13 +212,13 @@ def deliver(spec: dict[str, Any]) -> None:
     job = _job()
     parsed = Spec.from_json(spec)
     deliverer = _deliverer(job, own=True)
-    [outcome] = asyncio.run(deliverer.attempt_all([parsed]))
+    ctx = context.current()
+    [outcome] = ctx.run(deliverer.attempt_all([parsed], ctx.client))
     if outcome.result == "dead":
         job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
     if outcome.result == "delivered" and parsed.kind == "notify":
         event = eventlog.load(job.connection, parsed.ref)
         if event is not None:
-            ctx = context.current()
             planned = plan(ctx.config, event.event, at=datetime.now(UTC), silences=[], incidents=[])
             _note(job.connection, event.event, planned, parsed)
