@@ -2,7 +2,16 @@
 ``flowhooks worker --metrics-port``. Jobs run in the worker process (RQ's SimpleWorker), so
 what they count is what the endpoint shows."""
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry
+
+from config import keys
 
 
 class WorkerMetrics:
@@ -32,3 +41,21 @@ class WorkerMetrics:
             ["outcome"],
             registry=registry,
         )
+
+
+class DeadLetters(Collector):
+    """``flowhooks_dead_letters``: jobs in the dead-letter registry, read from Redis at scrape."""
+
+    def __init__(self, conn: Redis) -> None:
+        self.conn = conn
+        self.key = FailedJobRegistry(keys.QUEUE, connection=conn).key
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            "flowhooks_dead_letters", "Deliveries and route jobs in the dead-letter registry."
+        )
+        try:
+            gauge.add_metric([], float(self.conn.zcard(self.key)))
+        except RedisError:
+            return []  # no figure rather than a wrong one; the worker's logs say why
+        return [gauge]

@@ -22,7 +22,7 @@ from config import keys
 from config.schema import Config
 from config.settings import Settings
 from workers import context
-from workers.metrics import WorkerMetrics
+from workers.metrics import DeadLetters, WorkerMetrics
 
 log = logging.getLogger("flowhooks.worker")
 
@@ -57,9 +57,10 @@ def run(
     worker_context = context.WorkerContext(settings, config, WorkerMetrics(registry))
     context.install(worker_context)
     signal.signal(signal.SIGHUP, lambda signum, frame: _reload(worker_context, frame))
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=registry)
     connection = Redis.from_url(settings.redis_url.get_secret_value())
+    if metrics_port is not None:
+        registry.register(DeadLetters(connection))
+        start_http_server(metrics_port, registry=registry)
     queue = Queue(keys.QUEUE, connection=connection, serializer=JSONSerializer)
     interval = int(settings.maintenance_interval)
     worker = Worker(
