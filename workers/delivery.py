@@ -569,16 +569,25 @@ class Deliverer:
 
     def dead_letter(self, spec: Spec, reason: str) -> Outcome:
         """Put the delivery, as a job that can be replayed, in RQ's failed-job registry."""
+        job_id = self.own_job or self._dead_job(spec, reason)
+        self._timeline(
+            spec,
+            "delivery",
+            outcome="dead_letter",
+            attempt=spec.attempt,
+            reason=reason,
+            job_id=job_id,
+        )
         if self.own_job is not None:
-            self._timeline(
-                spec,
-                "delivery",
-                outcome="dead_letter",
-                attempt=spec.attempt,
-                reason=reason,
-                job_id=self.own_job,
-            )
-            return Outcome(spec, "dead", reason)
+            return Outcome(spec, "dead", reason)  # the job running this lands there itself
+        log.error(
+            "delivery dead-lettered",
+            extra={"route": spec.route, "action": spec.action, "job_id": job_id, "reason": reason},
+        )
+        return Outcome(spec, "dead", reason)
+
+    def _dead_job(self, spec: Spec, reason: str) -> str:
+        """A replayable job for ``spec``, failed with ``reason`` the way RQ fails jobs."""
         job = Job.create(
             DELIVER_TASK,
             args=[spec.to_json()],
@@ -596,19 +605,7 @@ class Deliverer:
             # that holds the reason (the registry alone does not keep it).
             record_job_failure(job, reason, pipe)
             pipe.execute()
-        self._timeline(
-            spec,
-            "delivery",
-            outcome="dead_letter",
-            attempt=spec.attempt,
-            reason=reason,
-            job_id=job.id,
-        )
-        log.error(
-            "delivery dead-lettered",
-            extra={"route": spec.route, "action": spec.action, "job_id": job.id, "reason": reason},
-        )
-        return Outcome(spec, "dead", reason)
+        return str(job.id)
 
     def _timeline(self, spec: Spec, stage: str, **fields: Any) -> None:
         for ref in spec.refs or (spec.ref,):
