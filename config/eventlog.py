@@ -18,14 +18,32 @@ class StoredEvent:
     timeline: list[dict[str, Any]]
 
 
+def entry(stage: str, **fields: Any) -> dict[str, Any]:
+    """A timeline entry made now, for :func:`append_all`."""
+    return {"at": datetime.now(UTC).isoformat(), "stage": stage, **fields}
+
+
 def append(conn: "Redis", event_ref: str, stage: str, **fields: Any) -> bool:
     """Add an entry to the event's timeline; ``False`` if the event is no longer kept.
 
     ``RPUSHX`` appends only to a timeline that exists, so an entry for an expired event does
-    not leave a key behind without a TTL.
+    not leave a key behind without a TTL. ``conn`` may be a pipeline.
     """
-    entry = {"at": datetime.now(UTC).isoformat(), "stage": stage, **fields}
-    return bool(conn.rpushx(keys.timeline(event_ref), json.dumps(entry, default=str)))
+    return append_all(conn, event_ref, [entry(stage, **fields)])
+
+
+def append_all(conn: "Redis", event_ref: str, entries: list[dict[str, Any]]) -> bool:
+    """Add several entries in one command."""
+    if not entries:
+        return True
+    values = [json.dumps(e, default=str) for e in entries]
+    return bool(conn.rpushx(keys.timeline(event_ref), *values))
+
+
+def load_event(conn: "Redis", event_ref: str) -> dict[str, Any] | None:
+    """The stored event without its timeline."""
+    record = conn.get(keys.event(event_ref))
+    return json.loads(record) if record is not None else None
 
 
 def load(conn: "Redis", event_ref: str) -> StoredEvent | None:

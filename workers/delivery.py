@@ -177,14 +177,31 @@ def _suppression(
 
 
 def load_incidents(conn: "Redis", source: str, flow_id: str | None) -> list[Incident]:
-    if not flow_id:
-        return []
-    found = []
-    for key in conn.smembers(keys.incidents(source, flow_id)):
-        data = conn.hgetall(key)
+    return load_state(conn, source, flow_id)[1]
+
+
+def load_state(
+    conn: "Redis", source: str, flow_id: str | None
+) -> tuple[list[Silence], list[Incident]]:
+    """The silences and the flow's open incidents, in one round trip (two with incidents)."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hvals(keys.SILENCES)
+        if flow_id:
+            pipe.smembers(keys.incidents(source, flow_id))
+        replies = pipe.execute()
+    found = sorted((Silence.from_json(s) for s in replies[0]), key=lambda s: s.starts_at)
+    members = replies[1] if flow_id else set()
+    if not members:
+        return found, []
+    with conn.pipeline(transaction=False) as pipe:
+        for key in members:
+            pipe.hgetall(key)
+        stored = pipe.execute()
+    incidents = []
+    for data in stored:
         if data:
             fields = {_text(k): _text(v) for k, v in data.items()}
-            found.append(
+            incidents.append(
                 Incident(
                     route=fields["route"],
                     action=fields["action"],
@@ -193,7 +210,7 @@ def load_incidents(conn: "Redis", source: str, flow_id: str | None) -> list[Inci
                     resolve=fields["resolve"] == "1",
                 )
             )
-    return found
+    return found, incidents
 
 
 def _text(value: bytes | str) -> str:
@@ -438,6 +455,7 @@ class Deliverer:
         """``own_job``: the id of the delivery job running this, which itself lands in the
         dead-letter registry when it fails for good (no second entry is made)."""
         self.own_job = own_job
+        self.events: dict[str, dict[str, Any] | None] = {}
         self.conn = conn
         self.config = config
         self.metrics = metrics
@@ -487,16 +505,19 @@ class Deliverer:
         except sinks.DeliveryError as exc:
             return self._failed(spec, action, exc, time.monotonic() - started, context)
         took = time.monotonic() - started
-        self.conn.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
-        self._timeline(
-            spec,
-            "delivery",
-            outcome="delivered",
-            attempt=spec.attempt,
-            status=status,
-            duration_ms=int(took * 1000),
-            summary=rendered.summary,
-        )
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
+            self._timeline(
+                spec,
+                "delivery",
+                conn=pipe,
+                outcome="delivered",
+                attempt=spec.attempt,
+                status=status,
+                duration_ms=int(took * 1000),
+                summary=rendered.summary,
+            )
+            pipe.execute()
         self.metrics.deliveries.labels(action.sink, "delivered").inc()
         self._observe_latency(ref)
         log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
@@ -504,16 +525,14 @@ class Deliverer:
 
     def render(self, spec: Spec, action: Action) -> Rendered:
         if spec.kind == "digest":
-            events = [e for e in (eventlog.load(self.conn, r) for r in spec.refs) if e is not None]
+            events = [e for e in (self._event(r) for r in spec.refs) if e is not None]
             if not events:
                 raise LookupError("every event of the digest expired")
-            return render_digest(
-                action, [e.event for e in events], route=spec.route, group=spec.group
-            )
-        stored = eventlog.load(self.conn, spec.ref)
-        if stored is None:
+            return render_digest(action, events, route=spec.route, group=spec.group)
+        event = self._event(spec.ref)
+        if event is None:
             raise LookupError("the event expired")
-        return render(action, stored.event, resolved=spec.kind == "resolve", route=spec.route)
+        return render(action, event, resolved=spec.kind == "resolve", route=spec.route)
 
     def _failed(
         self,
@@ -607,10 +626,10 @@ class Deliverer:
             pipe.execute()
         return str(job.id)
 
-    def _timeline(self, spec: Spec, stage: str, **fields: Any) -> None:
+    def _timeline(self, spec: Spec, stage: str, conn: Any = None, **fields: Any) -> None:
         for ref in spec.refs or (spec.ref,):
             eventlog.append(
-                self.conn,
+                conn or self.conn,
                 ref,
                 stage,
                 route=spec.route,
@@ -620,11 +639,16 @@ class Deliverer:
                 **fields,
             )
 
+    def _event(self, ref: str) -> dict[str, Any] | None:
+        """The stored event, read once per job (the route job hands over the one it read)."""
+        if ref not in self.events:
+            stored = self.conn.get(keys.event(ref))
+            self.events[ref] = json.loads(stored) if stored is not None else None
+        return self.events[ref]
+
     def _observe_latency(self, ref: str) -> None:
-        stored = self.conn.get(keys.event(ref))
-        if stored is None:
-            return
-        received = json.loads(stored).get("received_at")
+        event = self._event(ref)
+        received = event.get("received_at") if event else None
         if received:
             age = time.time() - datetime.fromisoformat(received).timestamp()
             self.metrics.delivered_after.observe(max(age, 0.0))

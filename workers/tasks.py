@@ -27,14 +27,13 @@ from workers.delivery import (
     group_id,
     group_values,
     labels_of,
-    load_incidents,
+    load_state,
     not_before,
     note_incident,
     peek_group,
     plan,
     received_at,
 )
-from workers.silences import every
 
 log = logging.getLogger("flowhooks.worker")
 FLUSH_TASK = "workers.tasks.flush_group"
@@ -69,12 +68,12 @@ def route_event(event_ref: str) -> None:
     conn = job.connection
     source, event_id = keys.split_ref(event_ref)
     extra: dict[str, Any] = {"source": source, "event_id": event_id}
-    stored = eventlog.load(conn, event_ref)
-    if stored is None:
+    event = eventlog.load_event(conn, event_ref)
+    if event is None:
         log.warning("event expired before routing", extra=extra)
         return
-    event = stored.event
-    eventlog.append(conn, event_ref, "picked_up", job_id=job.id, worker=job.worker_name)
+    # The job's timeline entries go in one command once routing is decided.
+    entries = [eventlog.entry("picked_up", job_id=job.id, worker=job.worker_name)]
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -83,37 +82,42 @@ def route_event(event_ref: str) -> None:
     )
     ctx = context.current()
     now = datetime.now(UTC)
-    incidents = load_incidents(conn, source, event.get("flow_id"))
-    planned = plan(ctx.config, event, at=now, silences=every(conn), incidents=incidents)
-    eventlog.append(
-        conn,
-        event_ref,
-        "routed",
-        routes=sorted({p.route for p in planned if p.kind != "resolve"}),
-        deliveries=[{"route": p.route, "action": p.action, "kind": p.kind} for p in planned],
+    silences, incidents = load_state(conn, source, event.get("flow_id"))
+    planned = plan(ctx.config, event, at=now, silences=silences, incidents=incidents)
+    entries.append(
+        eventlog.entry(
+            "routed",
+            routes=sorted({p.route for p in planned if p.kind != "resolve"}),
+            deliveries=[{"route": p.route, "action": p.action, "kind": p.kind} for p in planned],
+        )
     )
     sends: list[Spec] = []
+    groups: list[Planned] = []
     for p in planned:
         if p.suppressed:
-            eventlog.append(
-                conn,
-                event_ref,
-                "suppressed",
-                route=p.route,
-                action=p.action,
-                reason=p.suppressed,
-                detail=p.detail,
+            entries.append(
+                eventlog.entry(
+                    "suppressed",
+                    route=p.route,
+                    action=p.action,
+                    reason=p.suppressed,
+                    detail=p.detail,
+                )
             )
             ctx.metrics.suppressions.labels(p.suppressed).inc()
         elif p.kind == "group":
-            _group(job, event, p)
+            groups.append(p)
         else:
             sends.append(
                 Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
             )
+    eventlog.append_all(conn, event_ref, entries)
+    for p in groups:
+        _group(job, event, p)
     if event.get("kind") == "flow.succeeded" and event.get("flow_id"):
         close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
     deliverer = _deliverer(job)
+    deliverer.events[event_ref] = event
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
     for outcome in outcomes:
