@@ -456,6 +456,8 @@ class Deliverer:
         dead-letter registry when it fails for good (no second entry is made)."""
         self.own_job = own_job
         self.events: dict[str, dict[str, Any] | None] = {}
+        self.known: dict[str, bool] = {}
+        """Whether deliveries were made before, when the caller already asked Redis."""
         self.conn = conn
         self.config = config
         self.metrics = metrics
@@ -478,7 +480,10 @@ class Deliverer:
             "route": spec.route,
             "action": spec.action,
         }
-        if self.conn.exists(keys.delivered(spec.delivery_id)):
+        delivered = self.known.pop(spec.delivery_id, None)
+        if delivered is None:
+            delivered = bool(self.conn.exists(keys.delivered(spec.delivery_id)))
+        if delivered:
             self._timeline(spec, "delivery", outcome="skipped", reason="already delivered")
             return Outcome(spec, "skipped", "already delivered")
         action = self.config.actions.get(spec.action)

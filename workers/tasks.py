@@ -111,13 +111,19 @@ def route_event(event_ref: str) -> None:
             sends.append(
                 Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
             )
-    eventlog.append_all(conn, event_ref, entries)
+    deliverer = _deliverer(job)
+    deliverer.events[event_ref] = event
+    with conn.pipeline(transaction=False) as pipe:  # one round trip for both
+        eventlog.append_all(pipe, event_ref, entries)
+        for spec in sends:
+            pipe.exists(keys.delivered(spec.delivery_id))
+        replies = pipe.execute()
+    found = replies[len(replies) - len(sends) :]
+    deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
     for p in groups:
         _group(job, event, p)
     if event.get("kind") == "flow.succeeded" and event.get("flow_id"):
         close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
-    deliverer = _deliverer(job)
-    deliverer.events[event_ref] = event
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
     for outcome in outcomes:
