@@ -60,7 +60,3 @@ class Event(BaseModel):
     sent_at: datetime | None = None
     received_at: datetime
     raw: Any = None
-
-    def labels(self) -> dict[str, str]:
-        """The event's single-valued labels, absent ones as empty strings."""
-        return {name: str(getattr(self, name) or "") for name in LABELS}

@@ -19,7 +19,6 @@ had delivered is skipped, what was in flight is sent again (at least once).
 
 import asyncio
 import hashlib
-import json
 import logging
 import math
 import random
@@ -44,7 +43,7 @@ from workers import sinks
 from workers.metrics import WorkerMetrics
 from workers.rendering import Rendered, RenderError, render, render_digest
 from workers.routing import Match, match
-from workers.silences import Silence, matching
+from workers.silences import Silence, matching, parse_all
 
 log = logging.getLogger("flowhooks.worker")
 
@@ -189,7 +188,7 @@ def load_state(
         if flow_id:
             pipe.smembers(keys.incidents(source, flow_id))
         replies = pipe.execute()
-    found = sorted((Silence.from_json(s) for s in replies[0]), key=lambda s: s.starts_at)
+    found = parse_all(replies[0])
     members = replies[1] if flow_id else set()
     if not members:
         return found, []
@@ -647,13 +646,11 @@ class Deliverer:
     def _event(self, ref: str) -> dict[str, Any] | None:
         """The stored event, read once per job (the route job hands over the one it read)."""
         if ref not in self.events:
-            stored = self.conn.get(keys.event(ref))
-            self.events[ref] = json.loads(stored) if stored is not None else None
+            self.events[ref] = eventlog.load_event(self.conn, ref)
         return self.events[ref]
 
     def _observe_latency(self, ref: str) -> None:
         event = self._event(ref)
-        received = event.get("received_at") if event else None
-        if received:
-            age = time.time() - datetime.fromisoformat(received).timestamp()
-            self.metrics.delivered_after.observe(max(age, 0.0))
+        received = received_at(event) if event else None
+        if received is not None:
+            self.metrics.delivered_after.observe(max(time.time() - received, 0.0))

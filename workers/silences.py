@@ -7,7 +7,7 @@ is dropped when the next one is made: ``silence list --all`` shows the recent pa
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -94,7 +94,11 @@ def create(
 
 
 def every(conn: "Redis") -> list[Silence]:
-    stored = conn.hvals(keys.SILENCES)
+    return parse_all(conn.hvals(keys.SILENCES))
+
+
+def parse_all(stored: Iterable[str | bytes]) -> list[Silence]:
+    """Stored silences (the values of the silences hash), earliest start first."""
     return sorted((Silence.from_json(s) for s in stored), key=lambda s: s.starts_at)
 
 

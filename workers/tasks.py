@@ -4,6 +4,7 @@ succeeded are never redone (see :mod:`workers.delivery`)."""
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from config import eventlog, keys
 from workers import context
 from workers.delivery import (
     CRASH_RETRY,
+    FAILURE_KINDS,
+    SUCCESS_KINDS,
     Deliverer,
     DeliveryFailed,
     Planned,
@@ -34,6 +37,7 @@ from workers.delivery import (
     plan,
     received_at,
 )
+from workers.routing import Match, match
 
 log = logging.getLogger("flowhooks.worker")
 FLUSH_TASK = "workers.tasks.flush_group"
@@ -122,7 +126,7 @@ def route_event(event_ref: str) -> None:
     deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
     for p in groups:
         _group(job, event, p)
-    if event.get("kind") == "flow.succeeded" and event.get("flow_id"):
+    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
         close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
@@ -132,14 +136,14 @@ def route_event(event_ref: str) -> None:
         # noting the incident
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
-            _note(conn, event, planned, spec)
+            _note(conn, event, [p.match for p in planned if p.match], spec)
 
 
-def _note(conn: Any, event: dict[str, Any], planned: list[Planned], spec: Spec) -> None:
+def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:
     """Open or refresh the incident a delivered failure notification belongs to (nothing when
     the route is no longer in the config)."""
-    if event.get("kind") in ("flow.failed", "flow.timeout") and event.get("flow_id"):
-        route = next((p.match for p in planned if p.route == spec.route and p.match), None)
+    if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
+        route = next((r for r in routes if r.path == spec.route), None)
         if route is not None:
             note_incident(conn, event, route, spec.action, time.time())
 
@@ -228,7 +232,6 @@ def deliver(spec: dict[str, Any]) -> None:
         job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
     if outcome.result == "delivered" and parsed.kind == "notify":
-        event = eventlog.load(job.connection, parsed.ref)
+        event = eventlog.load_event(job.connection, parsed.ref)
         if event is not None:
-            planned = plan(ctx.config, event.event, at=datetime.now(UTC), silences=[], incidents=[])
-            _note(job.connection, event.event, planned, parsed)
+            _note(job.connection, event, match(ctx.config.routes, *labels_of(event)), parsed)
