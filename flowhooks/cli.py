@@ -84,7 +84,7 @@ def dev(port: int, data: str) -> None:
 
 @main.command("check-config")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def checkconfig_or_exit(path: Path | None) -> None:
+def check_config(path: Path | None) -> None:
     """Validate the config file (default: $FLOWHOOKS_CONFIG or flowhooks.yaml)."""
     path = path or settings_or_exit().config
     try:

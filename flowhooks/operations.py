@@ -27,7 +27,7 @@ from config.schema import Config
 from flowhooks import routestest
 from flowhooks.common import config_or_exit, fail, redis_client, settings_or_exit
 from workers import silences
-from workers.delivery import DELIVER_TASK, Incident, load_incidents
+from workers.delivery import DELIVER_TASK, Incident, load_state
 from workers.silences import Silence
 
 P = ParamSpec("P")
@@ -46,7 +46,7 @@ def _state(source: str, flow_id: str | None) -> tuple[list[Silence], list[Incide
         conn = Redis.from_url(
             settings_or_exit().redis_url.get_secret_value(), socket_connect_timeout=1
         )
-        return silences.every(conn), load_incidents(conn, source, flow_id), ""
+        return *load_state(conn, source, flow_id), ""
     except RedisError:
         return [], [], "(Redis unreachable: silences and open incidents not considered)"
 

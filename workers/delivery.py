@@ -175,10 +175,6 @@ def _suppression(
 # State in Redis -----------------------------------------------------------------------------
 
 
-def load_incidents(conn: "Redis", source: str, flow_id: str | None) -> list[Incident]:
-    return load_state(conn, source, flow_id)[1]
-
-
 def load_state(
     conn: "Redis", source: str, flow_id: str | None
 ) -> tuple[list[Silence], list[Incident]]:
