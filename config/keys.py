@@ -45,6 +45,17 @@ def route_job_id(event_ref: str) -> str:
     return ROUTE_JOB_PREFIX + hashlib.sha1(event_ref.encode(), usedforsecurity=False).hexdigest()
 
 
+def adopted(job_id: str) -> str:
+    """The route jobs a running route job took from the queue to run itself
+    (:mod:`workers.adoption`)."""
+    return f"{PREFIX}:adopted:{job_id}"
+
+
+def solo(job_id: str) -> str:
+    """Set on a route job that must run as a job of its own: no other route job takes it."""
+    return f"{PREFIX}:solo:{job_id}"
+
+
 def delivered(delivery_id: str) -> str:
     """Set once a delivery succeeded: it is never sent again (replays, duplicates, re-runs)."""
     return f"{PREFIX}:delivered:{delivery_id}"

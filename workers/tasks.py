@@ -13,9 +13,11 @@ from rq import get_current_job
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys
-from workers import context
+from workers import adoption, context
+from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
     FAILURE_KINDS,
@@ -63,12 +65,51 @@ def _deliverer(job: Job, *, own: bool = False) -> Deliverer:
 
 
 def route_event(event_ref: str) -> None:
-    """Route one stored event: match the routes, record what is suppressed and why, send the
-    first attempt of every delivery concurrently, schedule retries of the failed ones.
+    """Route one stored event, then, for a couple of seconds at most, the events of the route
+    jobs waiting behind it (:mod:`workers.adoption`), each as its own job would have.
+
+    What this job took and did not finish goes back to the queue when it fails or is stopped;
+    a run of it after its worker died gives back first what the dead run held.
+    """
+    job = _job()
+    taker = Taker(job.connection, job.id, context.current().settings.event_retention)
+    try:
+        taker.give_back()
+        _route(job, event_ref, job.id)
+        deadline = time.monotonic() + adoption.MAX_SECONDS
+        for _ in range(adoption.MAX_EVENTS):
+            if time.monotonic() > deadline or (taken := taker.take()) is None:
+                break
+            job_id, ref = taken
+            if ref is not None:
+                _route_taken(job, taker, job_id, ref)
+        taker.done()
+    except BaseException:
+        taker.give_back()
+        raise
+
+
+def _route_taken(job: Job, taker: Taker, job_id: str, ref: str) -> None:
+    """Route a taken job's event; one that raises goes back to the queue to fail on its own."""
+    try:
+        _route(job, ref, job_id)
+    except JobTimeoutException:
+        raise  # this job's own time is up: what it holds goes back to the queue
+    except Exception:
+        source, event_id = keys.split_ref(ref)
+        log.exception(
+            "routing a taken event failed; it runs again as a job of its own",
+            extra={"source": source, "event_id": event_id, "job_id": job_id},
+        )
+        taker.release(job_id)
+
+
+def _route(job: Job, event_ref: str, job_id: str) -> None:
+    """Match the event's routes, record what is suppressed and why, send the first attempt of
+    every delivery concurrently, schedule retries of the failed ones.
 
     An event that expired before a worker reached it is logged and skipped.
     """
-    job = _job()
     conn = job.connection
     source, event_id = keys.split_ref(event_ref)
     extra: dict[str, Any] = {"source": source, "event_id": event_id}
@@ -77,7 +118,10 @@ def route_event(event_ref: str) -> None:
         log.warning("event expired before routing", extra=extra)
         return
     # The job's timeline entries go in one command once routing is decided.
-    entries = [eventlog.entry("picked_up", job_id=job.id, worker=job.worker_name)]
+    picked = {"job_id": job_id, "worker": job.worker_name}
+    if job_id != job.id:
+        picked["by_job"] = job.id
+    entries = [eventlog.entry("picked_up", **picked)]
     log.info(
         "event picked up: %s %s",
         event.get("event"),

@@ -10,6 +10,9 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from config import eventlog, keys
 from flowhooks.cli import main
@@ -63,6 +66,47 @@ def test_a_received_event_is_picked_up_by_a_worker_process(
     assert [(p["source"], p["event_id"], p["kind"]) for p in picked] == [
         ("etl", "e2e-1", "flow.failed")
     ]
+
+
+def test_one_route_job_routes_the_events_queued_behind_it(
+    app: ServedApp, redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    refs = []
+    for i in range(5):
+        body, headers = signed_event(HMAC_STEPS, f"batch-{i}", time.time())
+        assert httpx.post(f"{app.url}/webhooks/etl", content=body, headers=headers).is_success
+        refs.append(keys.ref("etl", f"batch-{i}"))
+    # An event whose record is broken: its routing raises, and it must fail on its own.
+    broken = keys.ref("etl", "broken")
+    redis.set(keys.event(broken), "{not json")
+    queue = Queue(keys.QUEUE, connection=redis, serializer=JSONSerializer)
+    queue.enqueue(keys.ROUTE_TASK, broken, job_id=keys.route_job_id(broken), result_ttl=0)
+    body, headers = signed_event(HMAC_STEPS, "after", time.time())
+    assert httpx.post(f"{app.url}/webhooks/etl", content=body, headers=headers).is_success
+
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(HMAC_CONFIG)
+    env = child_env(FLOWHOOKS_REDIS_URL=redis_url, FLOWHOOKS_CONFIG=str(config_file), **ENV)
+    worker = run_process([*FLOWHOOKS, "worker", "--burst"], env)
+    assert worker.returncode == 0, worker.stderr
+
+    first = keys.route_job_id(refs[0])
+    for ref in refs:
+        stored = eventlog.load(redis, ref)
+        assert stored is not None
+        assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up", "routed"]
+        picked = stored.timeline[1]
+        assert picked["job_id"] == keys.route_job_id(ref)
+        assert picked.get("by_job", first) == first
+        assert not redis.exists(f"rq:job:{keys.route_job_id(ref)}")
+    assert not redis.exists(keys.adopted(first))
+    # The broken job went back to the queue on its own and failed there; the one behind it
+    # was routed all the same.
+    assert redis.exists(keys.solo(keys.route_job_id(broken)))
+    failed = FailedJobRegistry(keys.QUEUE, connection=redis, serializer=JSONSerializer)
+    assert failed.get_job_ids() == [keys.route_job_id(broken)]
+    assert eventlog.load(redis, keys.ref("etl", "after")).timeline[-1]["stage"] == "routed"  # type: ignore[union-attr]
+    assert redis.llen(QUEUE) == 0
 
 
 # Misbehaving clients, on a raw socket: what a client sends and when is the point of the test.
