@@ -3,6 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The chart tests lint and render helm/flowhooks with Helm's Go library, which the helm-sdkpy
+# wheel bundles and which needs Python 3.12+: it gets a venv of its own. HELM_PYTHON names the
+# interpreter; else the first 3.12+ found among python3.12, python3.13 and pyenv's versions.
+# A .gitignore of '*' inside it keeps it out of git and ruff.
+HELM_SDKPY  := 0.1.32
+HELM_VENV   := .venv-helm
+HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
+HELM_PYTHON ?=
 
 .PHONY: install dev test lint bench bench-routing clean
 
@@ -12,6 +20,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(HELM_STAMP):
+	@set -e; found=""; \
+	for candidate in $(HELM_PYTHON) python3.12 python3.13 \
+	    "$$(pyenv root 2>/dev/null)"/versions/3.1[2-9]*/bin/python3 \
+	    "$$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	  if "$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	    found="$$candidate"; break; \
+	  fi; \
+	done; \
+	if [ -z "$$found" ]; then \
+	  echo "The chart tests need Python 3.12+ for helm-sdkpy and none was found:" \
+	       "install one, or name it with HELM_PYTHON=/path/to/python3.12" >&2; \
+	  exit 1; \
+	fi; \
+	echo "$(HELM_VENV): $$found"; \
+	rm -rf $(HELM_VENV); \
+	"$$found" -m venv $(HELM_VENV)
+	echo '*' > $(HELM_VENV)/.gitignore
+	$(HELM_VENV)/bin/pip install --quiet --upgrade pip
+	$(HELM_VENV)/bin/pip install --quiet 'helm-sdkpy==$(HELM_SDKPY)'
+	touch $(HELM_STAMP)
+
 install: $(STAMP)
 
 ## Run receiver, worker and an embedded Redis with the example config.
@@ -19,7 +49,7 @@ dev: $(STAMP)
 	$(BIN)/flowhooks dev
 
 ## Install and run the whole test suite; it starts its own Redis.
-test: $(STAMP)
+test: $(STAMP) $(HELM_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -36,4 +66,4 @@ bench-routing: $(STAMP)
 	$(BIN)/python -m tests.bench.routing $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(HELM_VENV) .pytest_cache .mypy_cache .ruff_cache

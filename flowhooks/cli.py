@@ -2,9 +2,11 @@
 
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 import click
 import httpx
@@ -45,6 +47,9 @@ def serve(host: str, port: int) -> None:
     settings = settings_or_exit()
     config = config_or_exit(settings.config)
     logging_or_exit(settings)
+    # On SIGTERM uvicorn stops accepting, finishes the requests in flight, then raises the
+    # signal again under the handler it found: this one makes that finished stop exit 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         create_app(settings, config),
         host=host,
@@ -54,6 +59,10 @@ def serve(host: str, port: int) -> None:
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 @main.command()

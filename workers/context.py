@@ -30,6 +30,8 @@ class WorkerContext:
         self._config = config
         self._stamp = _stamp(settings.config)
         self._reload_requested = False
+        self.stopping = False
+        """Set when the worker was asked to stop: a job finishes its own work, takes no more."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
 

@@ -78,7 +78,9 @@ def route_event(event_ref: str) -> None:
         _route(job, event_ref, job.id)
         deadline = time.monotonic() + adoption.MAX_SECONDS
         for _ in range(adoption.MAX_EVENTS):
-            if time.monotonic() > deadline or (taken := taker.take()) is None:
+            if time.monotonic() > deadline or context.current().stopping:
+                break
+            if (taken := taker.take()) is None:
                 break
             job_id, ref = taken
             if ref is not None:

@@ -53,6 +53,11 @@ class Worker(SimpleWorker):
         self._beat_at = beat
         super().heartbeat(timeout, pipeline)
 
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's warm shutdown: the current job finishes, but takes no more route jobs."""
+        context.current().stopping = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
             return int(job.timeout - working_time) + HEARTBEAT_GRACE

@@ -1,0 +1,486 @@
+"""The Helm chart, linted and rendered by Helm's own Go library (helm-sdkpy, in ``.venv-helm``:
+``make test`` builds it with Python 3.12+), then read here as YAML.
+
+Nothing is skipped: without ``.venv-helm`` these tests fail and say how to get it."""
+
+import base64
+import json
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.loader import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "flowhooks"
+RUNNER = Path(__file__).with_name("helm_run.py")
+HELM_PYTHON = ROOT / ".venv-helm" / "bin" / "python"
+CONFIG_PATH = "/etc/flowhooks/flowhooks.yaml"
+
+SECRET_ENV = {
+    "ETLWORKS_WEBHOOK_SECRET": "whsec-v4lue-Pp3Nm9",
+    "SLACK_WEBHOOK_URL": "s3cret-slack-Uu1",
+}
+REDIS_URL = "redis://:r3dis-pa55-Zq8@redis.example.internal:6379/0"
+ADMIN_TOKEN = "admin-t0ken-Yx7Lk2"
+SECRETS = {"redisUrl": REDIS_URL, "adminToken": ADMIN_TOKEN, "env": SECRET_ENV}
+EVERYTHING: dict[str, Any] = {
+    "secrets": SECRETS,
+    "secretFiles": {"secretName": "flowhooks-files", "keys": ["pagerduty-key"]},
+    "env": {"FLOWHOOKS_LOG_LEVEL": "DEBUG"},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "hosts": [
+            {"host": "hooks.example.com", "paths": [{"path": "/webhooks/", "pathType": "Prefix"}]}
+        ],
+        "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}],
+    },
+    "receiver": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}},
+    "worker": {
+        "keda": {
+            "enabled": True,
+            "redis": {
+                "address": "redis.example.internal:6379",
+                "passwordSecret": {"name": "redis-auth", "key": "password"},
+            },
+        }
+    },
+    "serviceMonitor": {"enabled": True},
+}
+OTHER_CONFIG = """
+sources:
+  etlworks:
+    verify:
+      - hmac: {secrets: ["${ETLWORKS_WEBHOOK_SECRET}"]}
+actions:
+  console: {log: {}}
+routes:
+  actions: [console]
+  routes:
+    - matchers: ['kind="flow.failed"']
+      actions: [console]
+"""
+RENDERS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "existing-secret": {"existingSecret": "flowhooks-prod"},
+    "other-config": {"config": OTHER_CONFIG},
+    "config-as-mapping": {"config": yaml.safe_load(OTHER_CONFIG)},
+    "other-image": {"image": {"repository": "registry.example/flowhooks", "tag": "9.9.9"}},
+    "long-jobs": {"jobTimeoutSeconds": 1800},
+    "worker-hpa": {"worker": {"autoscaling": {"enabled": True}}},
+    # Refused:
+    "typo": {"recevier": {"replicas": 3}},
+    "nested-typo": {"worker": {"replica": 3}},
+    "two-autoscalers": {
+        "worker": {
+            "autoscaling": {"enabled": True},
+            "keda": {"enabled": True, "redis": {"address": "redis:6379"}},
+        }
+    },
+    "keda-without-redis": {"worker": {"keda": {"enabled": True}}},
+}
+REFUSED = {"typo", "nested-typo", "two-autoscalers", "keda-without-redis"}
+RENDERED = [name for name in RENDERS if name not in REFUSED]
+
+
+def run_helm(chart: Path, renders: Mapping[str, object]) -> tuple[int, dict[str, Any]]:
+    """Lint ``chart`` and render it with each value set, in ``.venv-helm``: the exit status
+    and the result of :mod:`tests.deploy.helm_run`."""
+    if not HELM_PYTHON.exists():
+        pytest.fail(
+            f"{HELM_PYTHON} is missing: `make test` makes it (Python 3.12+ with helm-sdkpy); "
+            "set HELM_PYTHON=/path/to/python3.12 if make cannot find one",
+            pytrace=False,
+        )
+    request = json.dumps({"chart": str(chart), "renders": renders})
+    done = subprocess.run(
+        [str(HELM_PYTHON), str(RUNNER)],
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"helm_run.py said nothing readable:\n{done.stdout}\n{done.stderr}")
+    return done.returncode, result
+
+
+@pytest.fixture(scope="module")
+def helm() -> dict[str, Any]:
+    _, result = run_helm(CHART, RENDERS)
+    return result
+
+
+def documents(helm: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The objects of one render (it must have succeeded)."""
+    render = helm["renders"][name]
+    assert render["ok"], f"{name}: {render['error']}"
+    return [doc for doc in yaml.safe_load_all(render["manifest"]) if doc]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def deployment(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    found: dict[str, Any]
+    [found] = [
+        doc
+        for doc in of_kind(docs, "Deployment")
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found
+
+
+def pod(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment(docs, component)["spec"]["template"]
+    return spec
+
+
+def containers(pod_template: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = pod_template["spec"]
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def main_container(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    container: dict[str, Any]
+    [container] = pod(docs, component)["spec"]["containers"]
+    return container
+
+
+def env_of(container: Mapping[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [found] = of_kind(docs, "ConfigMap")
+    return found
+
+
+# Lint and the renders themselves -----------------------------------------------------------
+
+
+def test_the_chart_lints_clean_in_strict_mode(helm: dict[str, Any]) -> None:
+    lint = helm["lint"]
+    assert lint["ok"], lint["messages"]
+    assert not [m for m in lint["messages"] if m["severity"] in ("warning", "error")]
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_each_value_set_renders(helm: dict[str, Any], name: str) -> None:
+    kinds = {doc["kind"] for doc in documents(helm, name)}
+    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_the_schema_and_the_templates_refuse_mistakes(helm: dict[str, Any], name: str) -> None:
+    render = helm["renders"][name]
+    assert not render["ok"]
+    expected = {
+        "typo": "recevier",
+        "nested-typo": "replica",
+        "two-autoscalers": "enable one of them",
+        "keda-without-redis": "worker.keda.redis.address is required",
+    }[name]
+    assert expected in render["error"]
+
+
+def test_a_broken_template_fails_the_run(tmp_path: Path) -> None:
+    """A template error is reported, not swallowed: by the exit status, the lint and the
+    render, with the template's name."""
+    chart = tmp_path / "flowhooks"
+    shutil.copytree(CHART, chart)
+    service = chart / "templates" / "receiver-service.yaml"
+    service.write_text(
+        service.read_text().replace(
+            "{{ .Values.receiver.service.type }}", "{{ .Values.receiver.nosuch.type }}"
+        )
+    )
+    status, result = run_helm(chart, {"defaults": {}})
+    assert status != 0
+    assert not result["lint"]["ok"]
+    assert {"severity": "error", "path": "templates/"} in result["lint"]["messages"]
+    render = result["renders"]["defaults"]
+    assert not render["ok"]
+    assert "receiver-service.yaml" in render["error"] and "nil pointer" in render["error"]
+
+
+# What every render must hold ---------------------------------------------------------------
+
+STRICT_CONTAINER = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_every_container_runs_locked_down(helm: dict[str, Any], name: str) -> None:
+    docs = documents(helm, name)
+    for component in ("receiver", "worker"):
+        template = pod(docs, component)
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert "emptyDir" in volumes["tmp"]
+        for container in containers(template):
+            context = container["securityContext"]
+            for key, value in STRICT_CONTAINER.items():
+                assert context[key] == value, (component, container["name"], key)
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/tmp"] == "tmp"  # the only writable place
+            assert mounts["/etc/flowhooks"] == "config"
+            assert env_of(container)["FLOWHOOKS_CONFIG"] == CONFIG_PATH
+            assert "limits" in container["resources"] and "requests" in container["resources"]
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_both_deployments_check_the_config_before_they_start(
+    helm: dict[str, Any], name: str
+) -> None:
+    docs = documents(helm, name)
+    for component in ("receiver", "worker"):
+        template = pod(docs, component)
+        [check] = template["spec"]["initContainers"]
+        assert check["args"] == ["check-config", CONFIG_PATH]
+        [main] = template["spec"]["containers"]
+        # The same image, environment and secrets as the process it guards.
+        assert check["image"] == main["image"]
+        assert check["env"] == main["env"] and check["envFrom"] == main["envFrom"]
+        assert check["volumeMounts"] == main["volumeMounts"]
+        # A new pod that fails its check must not take an old one's place.
+        rolling = deployment(docs, component)["spec"]["strategy"]["rollingUpdate"]
+        assert rolling["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_a_worker_outlives_its_longest_job(helm: dict[str, Any], name: str) -> None:
+    docs = documents(helm, name)
+    timeout = RENDERS[name].get("jobTimeoutSeconds", 300)
+    worker = pod(docs, "worker")["spec"]
+    assert worker["terminationGracePeriodSeconds"] > timeout
+    for component in ("receiver", "worker"):
+        assert env_of(main_container(docs, component))["FLOWHOOKS_JOB_TIMEOUT"] == str(timeout)
+
+
+def test_long_jobs_lengthen_the_grace_period(helm: dict[str, Any]) -> None:
+    worker = pod(documents(helm, "long-jobs"), "worker")["spec"]
+    assert worker["terminationGracePeriodSeconds"] == 1800 + 30
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_probes(helm: dict[str, Any], name: str) -> None:
+    docs = documents(helm, name)
+    receiver = main_container(docs, "receiver")
+    assert receiver["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert receiver["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    [port] = receiver["ports"]
+    assert receiver["args"] == ["serve", "--host", "0.0.0.0", "--port", str(port["containerPort"])]
+    assert receiver["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    receiver_grace = pod(docs, "receiver")["spec"]["terminationGracePeriodSeconds"]
+    assert receiver_grace > 5 + 30  # the preStop pause and uvicorn's graceful shutdown
+
+    worker = main_container(docs, "worker")
+    [metrics] = worker["ports"]
+    assert worker["args"] == ["worker", "--metrics-port", str(metrics["containerPort"])]
+    assert worker["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+    assert worker["readinessProbe"]["tcpSocket"] == {"port": "metrics"}
+
+
+def test_the_image_tag_is_the_app_version_unless_set(helm: dict[str, Any]) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+    for component in ("receiver", "worker"):
+        for container in containers(pod(documents(helm, "defaults"), component)):
+            assert container["image"] == f"flowhooks:{project['version']}"
+        for container in containers(pod(documents(helm, "other-image"), component)):
+            assert container["image"] == "registry.example/flowhooks:9.9.9"
+
+
+# The config and the secrets ----------------------------------------------------------------
+
+
+def checksums(docs: list[dict[str, Any]]) -> set[str]:
+    found = {
+        pod(docs, c)["metadata"]["annotations"]["checksum/config"] for c in ("receiver", "worker")
+    }
+    assert len(found) == 1  # one config, one checksum on both
+    return found
+
+
+def test_a_config_change_rolls_both_deployments(helm: dict[str, Any]) -> None:
+    default = checksums(documents(helm, "defaults"))
+    assert checksums(documents(helm, "other-config")) != default
+    assert checksums(documents(helm, "other-image")) == default  # not every change rolls
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_the_config_is_mounted_from_the_config_map(helm: dict[str, Any], name: str) -> None:
+    docs = documents(helm, name)
+    config = config_map(docs)
+    for component in ("receiver", "worker"):
+        [volume] = [v for v in pod(docs, component)["spec"]["volumes"] if v["name"] == "config"]
+        sources = volume["projected"]["sources"]
+        assert sources[0]["configMap"] == {
+            "name": config["metadata"]["name"],
+            "items": [{"key": "flowhooks.yaml", "path": "flowhooks.yaml"}],
+        }
+
+
+@pytest.mark.parametrize("name", ["defaults", "other-config", "config-as-mapping"])
+def test_the_rendered_config_loads_with_its_secrets(
+    helm: dict[str, Any], name: str, tmp_path: Path
+) -> None:
+    """What check-config will say in the pod: the mounted file loads, given the secrets."""
+    text = config_map(documents(helm, name))["data"]["flowhooks.yaml"]
+    config = parse(text, CONFIG_PATH, SECRET_ENV, tmp_path)
+    assert list(config.sources) == ["etlworks"]
+
+
+def test_the_config_as_a_mapping_is_the_same_config(helm: dict[str, Any]) -> None:
+    as_text = config_map(documents(helm, "other-config"))["data"]["flowhooks.yaml"]
+    as_mapping = config_map(documents(helm, "config-as-mapping"))["data"]["flowhooks.yaml"]
+    assert yaml.safe_load(as_text) == yaml.safe_load(as_mapping)
+
+
+def secret_forms() -> set[str]:
+    values = [REDIS_URL, ADMIN_TOKEN, *SECRET_ENV.values()]
+    return {form for v in values for form in (v, base64.b64encode(v.encode()).decode())}
+
+
+def test_secrets_live_in_the_secret_only(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "everything")
+    [secret] = of_kind(docs, "Secret")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "FLOWHOOKS_REDIS_URL": REDIS_URL,
+        "FLOWHOOKS_ADMIN_TOKEN": ADMIN_TOKEN,
+        **SECRET_ENV,
+    }
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            text = yaml.safe_dump(doc)
+            for form in secret_forms():
+                assert form not in text, f"a secret in the {doc['kind']} {doc['metadata']['name']}"
+    for component in ("receiver", "worker"):
+        for container in containers(pod(docs, component)):
+            assert container["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+
+
+def test_an_existing_secret_replaces_the_chart_made_one(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "existing-secret")
+    assert of_kind(docs, "Secret") == []
+    for component in ("receiver", "worker"):
+        template = pod(docs, component)
+        assert "checksum/secret" not in template["metadata"]["annotations"]
+        for container in containers(template):
+            assert container["envFrom"] == [{"secretRef": {"name": "flowhooks-prod"}}]
+
+
+def test_secret_files_are_mounted_beside_the_config(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "everything")
+    for component in ("receiver", "worker"):
+        [volume] = [v for v in pod(docs, component)["spec"]["volumes"] if v["name"] == "config"]
+        assert volume["projected"]["sources"][1]["secret"] == {
+            "name": "flowhooks-files",
+            "items": [{"key": "pagerduty-key", "path": "secrets/pagerduty-key"}],
+        }
+        env = env_of(main_container(docs, component))
+        assert env["FLOWHOOKS_LOG_LEVEL"] == "DEBUG"
+
+
+# The optional parts ------------------------------------------------------------------------
+
+
+def test_the_defaults_leave_the_optional_parts_out(helm: dict[str, Any]) -> None:
+    kinds = [doc["kind"] for doc in documents(helm, "defaults")]
+    for kind in ("Ingress", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor"):
+        assert kind not in kinds
+    assert kinds.count("PodDisruptionBudget") == 1
+    assert deployment(documents(helm, "defaults"), "receiver")["spec"]["replicas"] == 2
+
+
+def test_everything_on(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "everything")
+    [ingress] = of_kind(docs, "Ingress")
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "hooks.example.com"
+    [path] = rule["http"]["paths"]
+    assert path["path"] == "/webhooks/"
+    assert path["backend"]["service"]["port"] == {"name": "http"}
+    assert ingress["spec"]["tls"] == [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}]
+
+    [hpa] = of_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment(docs, "receiver")["metadata"]["name"]
+    assert "replicas" not in deployment(docs, "receiver")["spec"]  # the HPA owns it
+
+    [scaled] = of_kind(docs, "ScaledObject")
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"] == deployment(docs, "worker")["metadata"]["name"]
+    )
+    assert scaled["spec"]["minReplicaCount"] >= 1  # the scheduler lives in the workers
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis"
+    assert trigger["metadata"]["listName"] == "rq:queue:flowhooks"
+    assert trigger["metadata"]["address"] == "redis.example.internal:6379"
+    [auth] = of_kind(docs, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert "replicas" not in deployment(docs, "worker")["spec"]
+
+    monitors = {m["metadata"]["name"]: m for m in of_kind(docs, "ServiceMonitor")}
+    assert len(monitors) == 2
+    services = of_kind(docs, "Service")
+    for monitor in monitors.values():
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        selected = [
+            s
+            for s in services
+            if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+        ]
+        [service] = selected
+        assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
+
+
+def test_the_worker_hpa_when_asked(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "worker-hpa")
+    [hpa] = of_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment(docs, "worker")["metadata"]["name"]
+    assert of_kind(docs, "ScaledObject") == []
+
+
+def test_the_notes_say_what_is_missing(helm: dict[str, Any]) -> None:
+    defaults = helm["renders"]["defaults"]["notes"]
+    assert "WARNING: no Redis is set" in defaults
+    assert "kubectl -n flowhooks port-forward svc/flowhooks-receiver 8000:80" in defaults
+    assert "-c check-config" in defaults
+    everything = helm["renders"]["everything"]["notes"]
+    assert "WARNING" not in everything
+    assert "https://hooks.example.com/webhooks/<source>" in everything
+    assert "the Secret flowhooks-prod" in helm["renders"]["existing-secret"]["notes"]
+
+
+def test_no_hooks(helm: dict[str, Any]) -> None:
+    """The config check is an init container, not a hook (see the chart README)."""
+    for name in RENDERED:
+        assert helm["renders"][name]["hooks"] == []
