@@ -1,0 +1,336 @@
+"""The Etlworks API calls flowhooks makes: run a flow, read its executions, switch a schedule.
+
+One :class:`EtlworksClient` is one Etlworks instance: a base URL (``https://app.etlworks.com/rest``)
+and an API key, sent as ``Authorization: Bearer <key>``. The caller owns the
+``httpx.AsyncClient`` the calls go through, as with the sinks.
+
+Error contract (the sinks' one, see :mod:`workers.sinks`)::
+
+    DeliveryError("etlworks", ...)   the one exception a call raises
+      .retryable True    connection errors, timeouts (``timeout`` per attempt in all),
+                         408, 425, 429, 5xx; ``.retry_after`` from ``Retry-After`` (seconds or
+                         an HTTP date), as the shared classifier reads it
+      .retryable False   401 "Etlworks rejected the API key", 403, 404 "no such flow N" (or
+                         execution, or schedule), other 4xx, redirects (never followed), a 2xx
+                         whose body is not what the call expects
+      .status            the HTTP status, when there was an answer
+
+A retried :meth:`~EtlworksClient.run_flow` may start the flow twice: a timeout or a 5xx says
+nothing about whether Etlworks started it. A caller that must run a flow once passes a key of
+its own as a run parameter and looks for it in :meth:`~EtlworksClient.executions` first.
+
+The key is never in a URL, an exception, a repr or a log record: errors name the call and the
+status, never a response body, and httpx's request logs are cut to the origin
+(:func:`~workers.sinks.redact_http_logs`).
+"""
+
+import asyncio
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from workers.sinks import DEADLINE, DeliveryError, check_response, encode_json, redact_http_logs
+
+__all__ = ["MAX_RESPONSE", "SINK", "TERMINAL", "EtlworksClient", "Execution", "RunStarted"]
+
+SINK = "etlworks"
+"""The ``sink`` of every :class:`DeliveryError` raised here."""
+TERMINAL = frozenset({"success", "warning", "error", "canceled"})
+"""Execution statuses after which nothing changes; ``queued`` and ``running`` come before."""
+MAX_RESPONSE = 4 * 1024 * 1024
+"""Bytes of an answer read at most (a list of executions with their parameters can be long);
+a longer one is a permanent error rather than a truncated list."""
+
+_DETAILS = {401: "Etlworks rejected the API key", 403: "the API key may not do this"}
+"""What a status means, said in the error next to it."""
+_PAGES = ("executions", "content", "items", "data", "records")
+"""Where a paged answer may hold its list."""
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]+")
+"""What an API key may hold to be sent in a header: visible ASCII."""
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """Etlworks' answer to :meth:`EtlworksClient.run_flow`: the execution's audit id."""
+
+    flow_id: str
+    audit_id: str
+    status: str | None
+    """As Etlworks sent it (a word, or its numeric code as text), if it sent one."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution (audit record) of a flow. ``status`` is lower-case, one of ``queued``,
+    ``running``, ``success``, ``warning``, ``error``, ``canceled`` (another word Etlworks may
+    add is kept as sent). Fields the record does not carry are ``None`` or empty."""
+
+    flow_id: str
+    audit_id: str
+    status: str
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The record as Etlworks sent it, unknown fields included."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class EtlworksClient:
+    """Calls to one Etlworks instance through ``client``; each attempt takes at most
+    ``timeout`` seconds in all. Every method raises :class:`DeliveryError` (see the module)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        *,
+        client: httpx.AsyncClient,
+        timeout: float = DEADLINE,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._api_key = api_key
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"EtlworksClient({self.base_url!r}, timeout={self.timeout!r})"
+
+    async def run_flow(self, flow_id: int | str, params: Mapping[str, str]) -> RunStarted:
+        """Start flow ``flow_id`` with ``params`` (sent as a flat JSON object of strings)."""
+        path = f"/v1/flows/{_segment(flow_id)}/run"
+        answer = await self.request("POST", path, dict(params), not_found=f"no such flow {flow_id}")
+        if not isinstance(answer, dict) or _text(answer.get("auditId")) is None:
+            raise _unexpected("run answered without an auditId")
+        status = answer.get("status")
+        return RunStarted(
+            flow_id=_text(answer.get("flowId")) or str(flow_id),
+            audit_id=str(_text(answer["auditId"])),
+            status=None if status is None else str(status),
+        )
+
+    async def execution(self, flow_id: int | str, audit_id: int | str) -> Execution:
+        """The execution ``audit_id`` of flow ``flow_id``."""
+        answer = await self.request(
+            "GET",
+            f"/v1/executions/{_segment(flow_id)}",
+            params={"auditId": str(audit_id)},
+            not_found=f"no such execution {audit_id} of flow {flow_id}",
+        )
+        if isinstance(answer, list) and len(answer) == 1:  # a list of the one asked for
+            answer = answer[0]
+        if not isinstance(answer, dict):
+            raise _unexpected("execution is not a JSON object")
+        return _execution(answer, str(flow_id), str(audit_id))
+
+    async def executions(self, flow_id: int | str) -> list[Execution]:
+        """The flow's recent executions, as Etlworks lists them (newest first), each with its
+        run parameters when Etlworks records them."""
+        path = f"/v1/executions/{_segment(flow_id)}"
+        answer = await self.request("GET", path, not_found=f"no such flow {flow_id}")
+        if isinstance(answer, dict):  # a page of them, or the latest one alone
+            page = next((answer[k] for k in _PAGES if isinstance(answer.get(k), list)), None)
+            answer = page if page is not None else [answer]
+        if not isinstance(answer, list) or not all(isinstance(r, dict) for r in answer):
+            raise _unexpected("executions are not a list of JSON objects")
+        return [_execution(record, str(flow_id), None) for record in answer]
+
+    async def set_schedule(self, schedule_id: int | str, enabled: bool) -> None:
+        """Enable or disable schedule ``schedule_id``."""
+        verb = "enable" if enabled else "disable"
+        path = f"/v1/schedules/{_segment(schedule_id)}/{verb}"
+        await self.request("PUT", path, not_found=f"no such schedule {schedule_id}")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json_body: object = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        not_found: str | None = None,
+    ) -> Any:
+        """Any other call: ``path`` is relative to the base URL (``/v1/...``), ``json_body``
+        is sent as JSON unless ``None``. Returns the decoded JSON answer, ``None`` for an empty
+        one. ``not_found`` says what a 404 means, in the error."""
+        key = self._api_key.get_secret_value()
+        if not _FIELD_VALUE.fullmatch(key):
+            raise DeliveryError(SINK, "the API key cannot be sent in a header", retryable=False)
+        headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+        content = None
+        if json_body is not None:
+            content = encode_json(SINK, json_body)
+            headers["content-type"] = "application/json"
+        url = self.base_url + "/" + path.lstrip("/")
+        response = await self._exchange(method, url, content, headers, params)
+        status = response.status_code
+        check_response(SINK, response, detail=not_found if status == 404 else _DETAILS.get(status))
+        return _decode(response)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """One attempt, classified as :func:`workers.sinks.post` classifies a POST's."""
+        redact_http_logs()
+        failure: DeliveryError | None = None
+        body = b""
+        try:
+            async with asyncio.timeout(self.timeout):
+                request = self._client.build_request(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    params=params,
+                    timeout=self.timeout,
+                )
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+                try:
+                    body = await _read_capped(response)
+                finally:
+                    await response.aclose()
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            failure = DeliveryError(SINK, type(exc).__name__, retryable=False)
+        except httpx.HTTPError as exc:
+            failure = DeliveryError(SINK, type(exc).__name__, retryable=True)
+        except TimeoutError:
+            failure = DeliveryError(SINK, "deadline exceeded", retryable=True)
+        except Exception as exc:  # its message may quote the URL or a header, never re-raised
+            failure = DeliveryError(SINK, type(exc).__name__, retryable=False)
+        if failure is not None:
+            raise failure  # outside the except blocks: nothing chained
+        if len(body) > MAX_RESPONSE:
+            reason = f"answer longer than {MAX_RESPONSE} bytes"
+            raise DeliveryError(SINK, reason, retryable=False, status=response.status_code)
+        return httpx.Response(
+            response.status_code, headers=_kept(response.headers), content=body, request=request
+        )
+
+
+def _kept(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """The headers but those describing the encoding of a body that is decoded already."""
+    dropped = ("content-encoding", "content-length", "transfer-encoding")
+    return [(name, value) for name, value in headers.multi_items() if name not in dropped]
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The body, or its first :data:`MAX_RESPONSE` bytes and one more to say there were more."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_RESPONSE:
+            break
+    return bytes(body[: MAX_RESPONSE + 1])
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
+        failure = _unexpected("answer is not JSON", response.status_code)
+    raise failure
+
+
+def _unexpected(what: str, status: int | None = None) -> DeliveryError:
+    return DeliveryError(SINK, f"unexpected answer: {what}", retryable=False, status=status)
+
+
+def _segment(value: int | str) -> str:
+    """An id as one path segment, so that no value can reach another endpoint."""
+    text = str(value).strip()
+    if not text:
+        raise DeliveryError(SINK, "an empty id", retryable=False)
+    return quote(text, safe="")
+
+
+def _execution(record: Mapping[str, Any], flow_id: str, audit_id: str | None) -> Execution:
+    audit = _text(record.get("auditId")) or audit_id
+    status = _first_text(record, "status", "executionStatus")
+    if audit is None or status is None:
+        raise _unexpected("an execution without auditId or status")
+    started = _time(_first(record, "started", "startedAt", "startTime"))
+    finished = _time(_first(record, "finished", "finishedAt", "endTime", "ended"))
+    return Execution(
+        flow_id=_text(record.get("flowId")) or flow_id,
+        audit_id=audit,
+        status=_STATUS_SPELLINGS.get(status.lower(), status.lower()),
+        error=_first_text(record, "error", "errorMessage", "exception", "exceptionMessage"),
+        started_at=started,
+        finished_at=finished,
+        duration_ms=_duration(_first(record, "durationMs", "duration"), started, finished),
+        params=_params(_first(record, "parameters", "params", "runParameters")),
+        raw=record,
+    )
+
+
+_STATUS_SPELLINGS = {"cancelled": "canceled", "succeeded": "success", "failed": "error"}
+
+
+def _first(record: Mapping[str, Any], *names: str) -> Any:
+    return next((record[n] for n in names if record.get(n) not in (None, "")), None)
+
+
+def _first_text(record: Mapping[str, Any], *names: str) -> str | None:
+    return next((t for n in names if (t := _text(record.get(n))) is not None), None)
+
+
+def _text(value: Any) -> str | None:
+    """Text or a number as text; anything else (or only whitespace) ``None``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value).strip() or None
+
+
+def _time(value: Any) -> datetime | None:
+    """Epoch milliseconds (or seconds, below 10^12) or ISO 8601, as UTC."""
+    try:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000 if value > 10**12 else value, tz=UTC)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def _duration(value: Any, started: datetime | None, finished: datetime | None) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if started is not None and finished is not None and finished >= started:
+        return int((finished - started).total_seconds() * 1000)
+    return None
+
+
+def _params(value: Any) -> dict[str, str]:
+    """Run parameters, as ``{name: value}`` or ``[{name, value}]``; values as text."""
+    if isinstance(value, list):
+        value = {p.get("name"): p.get("value") for p in value if isinstance(p, dict)}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v)
+        for k, v in value.items()
+        if k is not None
+    }
