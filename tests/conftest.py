@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
+from tests.etlworks.simulator import Simulator, serve_simulator
 from tests.support import RedisProcess
 
 
@@ -42,3 +43,11 @@ def private_redis() -> Iterator[RedisProcess]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def etlworks_sim() -> Iterator[Simulator]:
+    """An Etlworks simulator with no flows yet (:meth:`Simulator.add_flow`), running 1000 times
+    faster than the wall clock, retrying a failed webhook after 0.1 s."""
+    with serve_simulator(speed=1000.0, webhook_retry_delay=0.1) as simulator:
+        yield simulator
