@@ -30,24 +30,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ModelWrapValidatorHandler,
-    PlainSerializer,
-    PlainValidator,
     TypeAdapter,
     field_validator,
     model_validator,
 )
 
+from config.base import MatcherField, Strict
 from config.durations import Duration
-from config.events import LABELS
-from config.matchers import Matcher
-from config.matchers import parse as parse_matcher
 from config.timeintervals import _zone
 
 MEMBER_KIND = "flow.succeeded"
@@ -55,23 +48,6 @@ MEMBER_KIND = "flow.succeeded"
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _FIVE_FIELDS = "five fields: minute hour day-of-month month day-of-week, such as 0 0 * * *"
 _REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-# config.schema imports this module for its Config, so this one cannot import from it: the
-# strict base and the matcher field are those of config.schema, written again.
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-def _matcher(value: object) -> Matcher:
-    if isinstance(value, Matcher):
-        return value
-    if not isinstance(value, str):
-        raise ValueError('must be a matcher string such as kind="flow.failed"')
-    return parse_matcher(value, (*LABELS, "tags"))
-
-
-MatcherField = Annotated[Matcher, PlainValidator(_matcher), PlainSerializer(str)]
 
 
 def _cron(text: str) -> str:
@@ -82,6 +58,9 @@ def _cron(text: str) -> str:
             raise ValueError(f"unknown cron alias {text!r} (known: {', '.join(CRON_ALIASES)})")
     elif len(fields) != 5:
         raise ValueError(f"{text!r} is not a cron expression of {_FIVE_FIELDS}")
+    # imported when first needed: croniter runs `file` on the interpreter when imported
+    from croniter import CroniterBadCronError, CroniterBadDateError, croniter  # noqa: PLC0415
+
     try:
         croniter(text, _REFERENCE).get_next(datetime)
     except CroniterBadDateError:
@@ -209,6 +188,8 @@ def window_of(window: Window, at: datetime) -> WindowSpan:
         start = at.astimezone(UTC)
         return WindowSpan(start, start + timedelta(seconds=window.rolling), window_key(start))
     assert window.cron is not None
+    from croniter import croniter  # noqa: PLC0415 (see _cron)
+
     fires = croniter(window.cron, at.astimezone(ZoneInfo(window.timezone)))
     end = fires.get_next(datetime).astimezone(UTC)  # strictly after ``at``
     start = fires.get_prev(datetime).astimezone(UTC)  # before ``end``: ``at`` when ``at`` fires

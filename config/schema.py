@@ -9,12 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
-    PlainValidator,
     SecretStr,
     StringConstraints,
     ValidationInfo,
@@ -22,10 +18,18 @@ from pydantic import (
     model_validator,
 )
 
+from config.base import MATCHABLE, MatcherField, Strict
 from config.durations import Duration
-from config.events import LABELS
-from config.matchers import Matcher
-from config.matchers import parse as parse_matcher
+from config.etlworks import ACTIONS as ETLWORKS_ACTIONS
+from config.etlworks import (
+    EtlworksAction,
+    Instance,
+    RequestAction,
+    RetryAction,
+    RunAction,
+    ScheduleAction,
+)
+from config.joins import Join
 from config.secrets import Secret, SecretOrText
 from config.templates import compile_template
 from config.timeintervals import TimeIntervalSpec
@@ -59,10 +63,6 @@ def _secret_header(value: str) -> str:
 
 
 SecretHeaderName = Annotated[str, AfterValidator(_secret_header)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class HmacCheck(Strict):
@@ -141,6 +141,8 @@ class Source(Strict):
 
     verify: list[VerifyStep] = []
     allow_unsigned: bool = False
+    etlworks: SourceName | None = None
+    """The Etlworks instance (``etlworks:``) this source's follow-up actions use."""
 
     @model_validator(mode="after")
     def _signed(self) -> "Source":
@@ -315,7 +317,8 @@ class LogAction(Strict):
     level: Literal["info", "warning"] = "info"
 
 
-SINKS = ("slack", "pagerduty", "email", "webhook", "log")
+NOTIFIERS = ("slack", "pagerduty", "email", "webhook", "log")
+SINKS = (*NOTIFIERS, *ETLWORKS_ACTIONS)
 _URLS = {"slack": "webhook_url", "pagerduty": "url", "webhook": "url"}
 
 
@@ -334,6 +337,10 @@ class Action(Strict):
     email: EmailAction | None = None
     webhook: WebhookAction | None = None
     log: LogAction | None = None
+    etlworks_run: RunAction | None = None
+    etlworks_retry: RetryAction | None = None
+    etlworks_schedule: ScheduleAction | None = None
+    etlworks_request: RequestAction | None = None
     send_resolved: bool = True
     retry: RetryPolicy = RetryPolicy()
     templates: dict[str, Annotated[str, AfterValidator(_compiles)]] = {}
@@ -358,7 +365,9 @@ class Action(Strict):
     def _known_templates(cls, templates: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         # the sinks are declared, so validated, before the templates
         named = [name for name in SINKS if info.data.get(name) is not None]
-        if len(named) == 1:
+        if len(named) == 1 and named[0] in ETLWORKS_ACTIONS and templates:
+            raise ValueError(f"{named[0]} has no templates: its own fields are templates")
+        if len(named) == 1 and named[0] in TEMPLATES:
             known = TEMPLATES[named[0]]
             for name in templates:
                 if name not in known:
@@ -378,21 +387,14 @@ class Action(Strict):
     def sink(self) -> str:
         return next(name for name in SINKS if getattr(self, name) is not None)
 
+    @property
+    def etlworks(self) -> EtlworksAction | None:
+        """The Etlworks action, when this is one."""
+        sink = self.sink
+        return getattr(self, sink) if sink in ETLWORKS_ACTIONS else None
+
 
 # Routes -------------------------------------------------------------------------------------
-
-MATCHABLE = (*LABELS, "tags")
-
-
-def _matcher(value: object) -> Matcher:
-    if isinstance(value, Matcher):
-        return value
-    if not isinstance(value, str):
-        raise ValueError('must be a matcher string such as kind="flow.failed"')
-    return parse_matcher(value, MATCHABLE)
-
-
-MatcherField = Annotated[Matcher, PlainValidator(_matcher), PlainSerializer(str)]
 
 
 def _labels(values: list[str]) -> list[str]:
@@ -420,6 +422,9 @@ class Route(Strict):
     group_interval: Duration | None = None
     mute_time_intervals: list[str] | None = None
     active_time_intervals: list[str] | None = None
+    confirm: bool | None = None
+    """Before an Etlworks action, ask the executions API whether the run ended as the event
+    says; act only if it agrees, with the event enriched from the record."""
     routes: list["Route"] = []
 
 
@@ -428,6 +433,8 @@ class Config(Strict):
     actions: dict[SourceName, Action] = {}
     routes: Route = Route()
     time_intervals: dict[SourceName, list[TimeIntervalSpec]] = {}
+    etlworks: dict[SourceName, Instance] = {}
+    joins: dict[SourceName, Join] = {}
 
     @field_validator("routes")
     @classmethod
@@ -460,4 +467,46 @@ def reference_errors(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
             check(child, (*path, "routes", i))
 
     check(config.routes, ("routes",))
+    errors.extend(_etlworks_errors(config))
+    for name, join in config.joins.items():
+        for field in ("then", "on_expire"):
+            errors.extend(_action_names(config, getattr(join, field), ("joins", name, field)))
+    return errors
+
+
+def _action_names(
+    config: Config, names: list[str], path: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    known = ", ".join(sorted(config.actions)) or "none defined"
+    return [
+        ((*path, i), f"unknown action {name!r} (known: {known})")
+        for i, name in enumerate(names)
+        if name not in config.actions
+    ]
+
+
+def _etlworks_errors(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    known = ", ".join(sorted(config.etlworks)) or "none defined"
+    for name, source in config.sources.items():
+        if source.etlworks is not None and source.etlworks not in config.etlworks:
+            message = f"unknown Etlworks instance {source.etlworks!r} (known: {known})"
+            errors.append((("sources", name, "etlworks"), message))
+    for name, action in config.actions.items():
+        acting = action.etlworks
+        if acting is None:
+            continue
+        path: tuple[str | int, ...] = ("actions", name, action.sink)
+        if acting.instance is not None and acting.instance not in config.etlworks:
+            message = f"unknown Etlworks instance {acting.instance!r} (known: {known})"
+            errors.append(((*path, "instance"), message))
+        elif not config.etlworks:
+            errors.append((path, "acts on Etlworks, but no etlworks: instance is defined"))
+        if isinstance(acting, RetryAction):
+            errors.extend(_action_names(config, acting.escalate, (*path, "escalate")))
+            errors.extend(
+                ((*path, "escalate", i), "escalates to another Etlworks action: name notifiers")
+                for i, other in enumerate(acting.escalate)
+                if other in config.actions and config.actions[other].etlworks is not None
+            )
     return errors

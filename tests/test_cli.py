@@ -202,7 +202,7 @@ def test_an_invalid_config_is_reported_and_nothing_starts(
         "environment variable FLOWHOOKS_TEST_UNSET_VARIABLE is not set",
         f"{path}:5: sources.prod.verify[1].basic.password: "
         'must be a secret reference: "${VAR}" or {file: PATH}, not a literal value',
-        f"{path}:8: sources.other.extra_key: unknown key (known: allow_unsigned, verify)",
+        f"{path}:8: sources.other.extra_key: unknown key (known: allow_unsigned, etlworks, verify)",
     ]
     assert "written-in-clear" not in result.stderr
     assert result.stdout == ""

@@ -31,14 +31,18 @@ ENV = {
 }
 SECRETS = (SLACK_URL, HOOK_URL, PD_KEY, SMTP_PASSWORD, HOOK_TOKEN, WHSEC, NOT_A_URL)
 HEAD = "sources: {etl: {allow_unsigned: true}}\n"
-SINKS = "slack, pagerduty, email, webhook, log"
+SINKS = (
+    "slack, pagerduty, email, webhook, log, etlworks_run, etlworks_retry, etlworks_schedule,"
+    " etlworks_request"
+)
 LABELS = (
-    "audit_id, entity_id, entity_url, error, event, flow_id, flow_name, id, kind, source,"
+    "audit_id, consecutive_failures, entity_id, entity_url,"
+    " error, event, flow_id, flow_name, id, kind, source,"
     " status, tags, webhook_id"
 )
 ROUTE_KEYS = (
-    "actions, active_time_intervals, continue, group_by, group_interval, group_wait, matchers,"
-    " mute_time_intervals, repeat_interval, resolve, routes"
+    "actions, active_time_intervals, confirm, continue, group_by, group_interval, group_wait,"
+    " matchers, mute_time_intervals, repeat_interval, resolve, routes"
 )
 
 
@@ -250,7 +254,8 @@ class TestAGoodConfig:
               a: {lag: {}}
             """,
             [
-                "test.yaml:3: actions.a.lag: unknown key (known: email, log, pagerduty, retry,"
+                "test.yaml:3: actions.a.lag: unknown key (known: email, etlworks_request,"
+                " etlworks_retry, etlworks_run, etlworks_schedule, log, pagerduty, retry,"
                 " send_resolved, slack, templates, webhook)"
             ],
             id="unknown sink",

@@ -1,36 +1,22 @@
 """config.joins: the ``joins:`` section's schema, every error by its exact message through the
 loader, and the pure window and member questions (DST changes included)."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 
-from config import loader
 from config.joins import Join, Window, members_matched, window_of
 from config.loader import ConfigError, parse
-from config.schema import Config, SourceName
 
 BERLIN = ZoneInfo("Europe/Berlin")
 JOINS = TypeAdapter(dict[str, Join])
 
 
-@pytest.fixture(autouse=True)
-def config_with_joins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The loader validates a Config with ``joins``, until config.schema's own has it."""
-    if "joins" not in Config.model_fields:
-
-        class WithJoins(Config):
-            joins: dict[SourceName, Join] = Field(default_factory=dict)
-
-        monkeypatch.setattr(loader, "Config", WithJoins)
-    yield
-
-
+ACTIONS = "actions: {load-marts: {log: {}}, ops-slack: {log: {}}}\n"
 HEAD = "sources: {etl: {allow_unsigned: true}}\njoins:\n  marts:\n"
 GOOD = {
     "all": """['flow_id="101"', ['flow_id="102"', 'source="prod"']]""",
@@ -45,7 +31,7 @@ def config_text(**parts: str | None) -> str:
     left out; its ``all`` is on line 4, ``window`` on 5, ``then`` on 6, ``on_expire`` on 7."""
     fields = {**GOOD, **parts}
     body = "".join(f"    {key}: {value}\n" for key, value in fields.items() if value is not None)
-    return HEAD + body
+    return HEAD + body + ACTIONS
 
 
 def errors(text: str) -> list[str]:
@@ -112,7 +98,8 @@ def test_a_join_without_then_may_only_report() -> None:
 
 FIVE = "five fields: minute hour day-of-month month day-of-week, such as 0 0 * * *"
 KNOWN_LABELS = (
-    "audit_id, entity_id, entity_url, error, event, flow_id, flow_name, id, kind, source, status,"
+    "audit_id, consecutive_failures, entity_id, entity_url,"
+    " error, event, flow_id, flow_name, id, kind, source, status,"
     " tags, webhook_id"
 )
 

@@ -30,7 +30,7 @@ sources:
     allow_unsigned: true
 """
 
-TOP_LEVEL = "actions, routes, sources, time_intervals"
+TOP_LEVEL = "actions, etlworks, joins, routes, sources, time_intervals"
 
 
 def yaml(text: str) -> str:
@@ -105,7 +105,10 @@ def test_the_loaded_config_is_frozen() -> None:
                 allow_unsigned: true
                 verfy: []
             """,
-            ["flowhooks.yaml:4: sources.prod.verfy: unknown key (known: allow_unsigned, verify)"],
+            [
+                "flowhooks.yaml:4: sources.prod.verfy: unknown key"
+                " (known: allow_unsigned, etlworks, verify)"
+            ],
             id="source",
         ),
         pytest.param(
@@ -606,7 +609,8 @@ def test_aliases_are_not_expanded_exponentially() -> None:
     [
         (
             "sources: &s {prod: *s}\n",
-            "flowhooks.yaml:1: sources.prod.prod: unknown key (known: allow_unsigned, verify)",
+            "flowhooks.yaml:1: sources.prod.prod: unknown key"
+            " (known: allow_unsigned, etlworks, verify)",
         ),
         (
             "sources:\n  prod:\n    verify: &v [*v]\n",

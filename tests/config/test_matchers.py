@@ -6,11 +6,12 @@ few deliberate differences are asserted at the end."""
 
 import pytest
 
+from config.base import MATCHABLE
 from config.matchers import Matcher, parse
-from config.schema import MATCHABLE
 
 KNOWN = (
-    "audit_id, entity_id, entity_url, error, event, flow_id, flow_name, id, kind, source,"
+    "audit_id, consecutive_failures, entity_id, entity_url,"
+    " error, event, flow_id, flow_name, id, kind, source,"
     " status, tags, webhook_id"
 )
 
