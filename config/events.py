@@ -59,4 +59,8 @@ class Event(BaseModel):
     duration_ms: int | None = None
     sent_at: datetime | None = None
     received_at: datetime
+    triggered_by: str | None = None
+    """For an event flowhooks made (the outcome of a run it started): the ref of its cause."""
+    chain_depth: int = 0
+    """How many runs flowhooks started, one causing the next, led to this event."""
     raw: Any = None

@@ -90,3 +90,30 @@ def group(group_id: str) -> str:
 
 def group_flush(group_id: str) -> str:
     return f"{PREFIX}:group-flush:{group_id}"
+
+
+def outcome(source: str, flow_id: str, audit_id: str) -> str:
+    """The ref of the event that routes a run's final outcome: Etlworks' webhook and the event
+    flowhooks makes when it follows the run are one outcome, routed once."""
+    return f"{PREFIX}:outcome:{source}:{flow_id}:{audit_id}"
+
+
+def trigger(trigger_id: str) -> str:
+    """A trigger of an Etlworks call: claimed before the call, the run's audit id after."""
+    return f"{PREFIX}:trigger:{trigger_id}"
+
+
+def chain(source: str, flow_id: str, audit_id: str) -> str:
+    """Which retry of its chain a run flowhooks started is: the chain's first run and the
+    attempt."""
+    return f"{PREFIX}:chain:{source}:{flow_id}:{audit_id}"
+
+
+def budget(action: str, flow_id: str) -> str:
+    """When an action retried a flow, scored by time, for its budget's window."""
+    return f"{PREFIX}:budget:{action}:{flow_id}"
+
+
+def failures(source: str, flow_id: str) -> str:
+    """How many times in a row the flow failed; a success resets it."""
+    return f"{PREFIX}:failures:{source}:{flow_id}"

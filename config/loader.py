@@ -7,7 +7,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,10 @@ from pydantic_core import ErrorDetails
 from config.schema import Config, reference_errors
 
 Path_ = tuple[str | int, ...]
+Check = Callable[[Config], list[tuple[Path_, str]]]
+"""A further check of a valid config whose names all resolve: its problems, each at a key path,
+reported as :func:`~config.schema.reference_errors` are. Passed in by the caller, so that checks
+living above ``config`` (the chains of :mod:`workers.etlworks.chains`) run at every load."""
 
 
 class ConfigError(Exception):
@@ -28,8 +32,11 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate the file at ``path``; raise :class:`ConfigError`."""
+def load(
+    path: Path | str, environ: Mapping[str, str] | None = None, *, checks: Sequence[Check] = ()
+) -> Config:
+    """Read, parse and validate the file at ``path``, then run ``checks``; raise
+    :class:`ConfigError`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -38,11 +45,20 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}:{line}: not UTF-8 text"]) from None
-    return parse(text, str(path), os.environ if environ is None else environ, path.parent)
+    environ = os.environ if environ is None else environ
+    return parse(text, str(path), environ, path.parent, checks=checks)
 
 
-def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) -> Config:
-    """Validate config ``text``; ``filename`` only labels messages. Raise :class:`ConfigError`."""
+def parse(
+    text: str,
+    filename: str,
+    environ: Mapping[str, str],
+    base_dir: Path,
+    *,
+    checks: Sequence[Check] = (),
+) -> Config:
+    """Validate config ``text``, then run ``checks`` on it once its names resolve; ``filename``
+    only labels messages. Raise :class:`ConfigError`."""
     try:
         node, data = _read_yaml(text)
         lines: dict[Path_, int] = {}
@@ -70,12 +86,16 @@ def parse(text: str, filename: str, environ: Mapping[str, str], base_dir: Path) 
             (_line(lines, err["loc"]), _format(err)) for err in exc.errors(include_input=False)
         )
         raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in errors]) from None
-    references = sorted(
-        (_line(lines, loc), f"{dotted(loc)}: {msg}") for loc, msg in reference_errors(config)
-    )
-    if references:
-        raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in references])
+    _refuse(filename, lines, reference_errors(config))
+    _refuse(filename, lines, [problem for check in checks for problem in check(config)])
     return config
+
+
+def _refuse(filename: str, lines: dict[Path_, int], problems: list[tuple[Path_, str]]) -> None:
+    """Raise :class:`ConfigError` for ``problems``, if any, each at the line of its key path."""
+    located = sorted((_line(lines, loc), f"{dotted(loc)}: {msg}") for loc, msg in problems)
+    if located:
+        raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in located])
 
 
 class _Loader(yaml.SafeLoader):

@@ -26,6 +26,7 @@ from flowhooks.devserver import run_dev
 from flowhooks.operations import dlq, routes, silence
 from flowhooks.sendtest import sample, sign
 from receiver.app import create_app
+from workers.etlworks.chains import loops
 from workers.worker import run as run_worker
 
 
@@ -97,7 +98,7 @@ def check_config(path: Path | None) -> None:
     """Validate the config file (default: $FLOWHOOKS_CONFIG or flowhooks.yaml)."""
     path = path or settings_or_exit().config
     try:
-        config = load(path)
+        config = load(path, checks=(loops,))
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)

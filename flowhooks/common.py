@@ -12,6 +12,7 @@ from config import logs
 from config.loader import ConfigError, load
 from config.schema import Config
 from config.settings import Settings
+from workers.etlworks.chains import loops
 
 
 def settings_or_exit() -> Settings:
@@ -26,7 +27,7 @@ def settings_or_exit() -> Settings:
 
 def config_or_exit(path: Path) -> Config:
     try:
-        return load(path)
+        return load(path, checks=(loops,))
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)

@@ -25,7 +25,7 @@ OUTCOMES = {
 def sample(event: str, flow_id: int, now: float) -> tuple[bytes, dict[str, str]]:
     """A JSON body and the ``X-Etl-Webhook-*`` headers Etlworks sends with it."""
     status, error = OUTCOMES.get(event, ("success", None))
-    audit_id = int(now * 10) % 10**9
+    audit_id = uuid.uuid4().int % 10**9  # one execution per sample, as Etlworks numbers them
     event_id = str(uuid.uuid4())
     url = f"https://app.etlworks.com/rest/v1/flows/{flow_id}?auditId={audit_id}"
     finished = int(now * 1000)

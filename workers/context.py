@@ -17,6 +17,7 @@ import httpx
 from config.loader import ConfigError, load
 from config.schema import Config
 from config.settings import Settings
+from workers.etlworks.chains import loops
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger("flowhooks.worker")
@@ -65,7 +66,7 @@ class WorkerContext:
 
     def _reload(self) -> None:
         try:
-            self._config = load(self.settings.config)
+            self._config = load(self.settings.config, checks=(loops,))
         except ConfigError as exc:
             self.metrics.config_reloads.labels("invalid").inc()
             log.error(

@@ -36,6 +36,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from config import eventlog, keys
+from config.base import DERIVED
 from config.events import LABELS
 from config.schema import Action, Config, RetryPolicy
 from config.timeintervals import active
@@ -96,7 +97,7 @@ def delivery_id(*parts: str) -> str:
 
 
 def labels_of(event: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    labels = {name: str(event.get(name) or "") for name in LABELS}
+    labels = {name: str(event.get(name) or "") for name in (*LABELS, *DERIVED)}
     return labels, [str(t) for t in event.get("tags") or ()]
 
 
@@ -119,14 +120,16 @@ def plan(
         for action in route.actions:
             reason, detail = _suppression(config, route, silence, at)
             incident = open_by_route.get((route.path, action))
-            if reason is None and failure and incident is not None:
+            acting = action in config.actions and config.actions[action].etlworks is not None
+            if reason is None and failure and incident is not None and not acting:
                 since = at.timestamp() - incident.last_notified_at
                 if since < route.repeat_interval:
                     reason = "repeat_interval"
                     detail = (
                         f"notified {int(since)}s ago, repeat_interval {int(route.repeat_interval)}s"
                     )
-            kind: Kind = "group" if route.group_by and reason is None else "notify"
+            # an Etlworks action acts on each event: it is neither grouped nor repeated
+            kind: Kind = "group" if route.group_by and reason is None and not acting else "notify"
             planned.append(
                 Planned(
                     route.path,
@@ -484,6 +487,8 @@ class Deliverer:
         action = self.config.actions.get(spec.action)
         if action is None:
             return self.dead_letter(spec, "the action is no longer in the config")
+        if action.etlworks is not None:
+            return await self.act(spec, action, client, context)
         if not spec.paced:
             wait = pace(self.conn, spec.action, action.sink, time.time())
             if wait > INLINE_WAIT:
@@ -522,6 +527,63 @@ class Deliverer:
         self._observe_latency(ref)
         log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
         return Outcome(spec, "delivered")
+
+    async def act(
+        self,
+        spec: Spec,
+        action: Action,
+        client: httpx.AsyncClient,
+        context: Mapping[str, object],
+    ) -> Outcome:
+        """An Etlworks action (:mod:`workers.etlworks.actions`): the same records, retries and
+        dead letters as a notification; a deferral waits without counting as a failure."""
+        # imported here: the actions module builds on this one
+        from workers.etlworks.actions import Actor, Deferred, Unconfirmed  # noqa: PLC0415
+
+        event = self._event(spec.ref)
+        if event is None:
+            return self.dead_letter(spec, "the event expired")
+        routes = match(self.config.routes, *labels_of(event))
+        route = next((r for r in routes if r.path == spec.route), None)
+        actor = Actor(
+            self.conn, self.config, client, retention=self.retention, job_timeout=self.job_timeout
+        )
+        started = time.monotonic()
+        try:
+            acted = await actor.act(
+                spec.delivery_id, spec.route, spec.action, event, match=route, waited=spec.paced
+            )
+        except sinks.DeliveryError as exc:
+            return self._failed(spec, action, exc, time.monotonic() - started, context)
+        except Deferred as later:
+            waiting = Spec(**{**asdict(spec), "paced": True, "refs": spec.refs})
+            self.schedule(waiting, later.delay)
+            self._timeline(
+                spec, "action", outcome="waiting", wait_s=round(later.delay, 1), reason=str(later)
+            )
+            return Outcome(spec, "scheduled", str(later))
+        except Unconfirmed as exc:
+            self._done(spec, "action", outcome="unconfirmed", reason=str(exc))
+            log.warning("not confirmed", extra={**context, "reason": str(exc)})
+            return Outcome(spec, "delivered", str(exc))
+        took = int((time.monotonic() - started) * 1000)
+        self._done(spec, "action", outcome="done", duration_ms=took, **acted.fields)
+        self.metrics.deliveries.labels(action.sink, "delivered").inc()
+        log.info("acted", extra={**context, **acted.fields})
+        follow = [
+            Spec(spec.ref, spec.route, name, "notify", delivery_id, first_at=time.time())
+            for name, delivery_id in acted.notify
+        ]
+        if follow:
+            await self.attempt_all(follow, client)
+        return Outcome(spec, "delivered")
+
+    def _done(self, spec: Spec, stage: str, **fields: Any) -> None:
+        """Record a delivery as done, never to be made again, with its timeline entry."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
+            self._timeline(spec, stage, conn=pipe, attempt=spec.attempt, **fields)
+            pipe.execute()
 
     def render(self, spec: Spec, action: Action) -> Rendered:
         if spec.kind == "digest":

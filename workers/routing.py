@@ -30,6 +30,8 @@ class Match:
     group_interval: float
     mute_time_intervals: tuple[str, ...]
     active_time_intervals: tuple[str, ...]
+    confirm: bool = False
+    """Etlworks actions act only once the executions API confirms the event's status."""
 
 
 _ROOT = Match(
@@ -81,4 +83,5 @@ def _inherit(parent: Match, node: Route, path: str) -> Match:
         group_interval=number_or(node.group_interval, parent.group_interval),
         mute_time_intervals=tuple_or(node.mute_time_intervals, parent.mute_time_intervals),
         active_time_intervals=tuple_or(node.active_time_intervals, parent.active_time_intervals),
+        confirm=parent.confirm if node.confirm is None else node.confirm,
     )

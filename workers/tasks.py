@@ -16,11 +16,13 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys
-from workers import adoption, context
+from config.schema import Config
+from workers import adoption, context, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
     FAILURE_KINDS,
+    INCIDENT_TTL,
     SUCCESS_KINDS,
     Deliverer,
     DeliveryFailed,
@@ -39,6 +41,7 @@ from workers.delivery import (
     plan,
     received_at,
 )
+from workers.etlworks.actions import Actor, Poll
 from workers.routing import Match, match
 
 log = logging.getLogger("flowhooks.worker")
@@ -124,13 +127,22 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     if job_id != job.id:
         picked["by_job"] = job.id
     entries = [eventlog.entry("picked_up", **picked)]
+    ctx = context.current()
+    first = synthetic.claim_outcome(conn, event, ctx.settings.event_retention)
+    if first is not None:
+        entries.append(
+            eventlog.entry("duplicate", of=first, reason="this run's outcome was routed")
+        )
+        eventlog.append_all(conn, event_ref, entries)
+        log.info("run outcome already routed", extra={**extra, "of": first})
+        return
+    event = _count_failures(conn, event)
     log.info(
         "event picked up: %s %s",
         event.get("event"),
         event.get("flow_name") or "",
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
-    ctx = context.current()
     now = datetime.now(UTC)
     silences, incidents = load_state(conn, source, event.get("flow_id"))
     planned = plan(ctx.config, event, at=now, silences=silences, incidents=incidents)
@@ -175,7 +187,11 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
         close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
-    failures = {(p.route, p.action) for p in planned if p.kind == "notify" and not p.suppressed}
+    failures = {
+        (p.route, p.action)
+        for p in planned
+        if p.kind == "notify" and not p.suppressed and not _acts(ctx.config, p.action)
+    }
     for outcome in outcomes:
         spec = outcome.spec
         # "skipped": delivered by an earlier run of this job, which may have died before
@@ -183,6 +199,28 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
             _note(conn, event, [p.match for p in planned if p.match], spec)
+
+
+def _acts(config: Config, action: str) -> bool:
+    """Whether ``action`` acts on Etlworks (which opens no incident)."""
+    return action in config.actions and config.actions[action].etlworks is not None
+
+
+def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with ``consecutive_failures``: its flow's failures in a row, itself included
+    (0 for a success; unset for other kinds)."""
+    flow_id, kind = event.get("flow_id"), event.get("kind")
+    if not flow_id or kind not in (*FAILURE_KINDS, *SUCCESS_KINDS):
+        return event
+    key = keys.failures(str(event["source"]), str(flow_id))
+    if kind in SUCCESS_KINDS:
+        conn.delete(key)
+        return {**event, "consecutive_failures": "0"}
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, INCIDENT_TTL)
+        count, _ = pipe.execute()
+    return {**event, "consecutive_failures": str(count)}
 
 
 def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:
@@ -281,3 +319,18 @@ def deliver(spec: dict[str, Any]) -> None:
         event = eventlog.load_event(job.connection, parsed.ref)
         if event is not None:
             _note(job.connection, event, match(ctx.config.routes, *labels_of(event)), parsed)
+
+
+def poll_run(poll: dict[str, Any]) -> None:
+    """Ask how a run flowhooks started and follows is doing (see
+    :meth:`workers.etlworks.actions.Actor.poll`)."""
+    job = _job()
+    ctx = context.current()
+    actor = Actor(
+        job.connection,
+        ctx.config,
+        ctx.client,
+        retention=ctx.settings.event_retention,
+        job_timeout=ctx.settings.job_timeout,
+    )
+    ctx.run(actor.poll(Poll(**poll)))

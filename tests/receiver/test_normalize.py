@@ -97,6 +97,8 @@ class TestFlowExecuted:
             "duration_ms": None,
             "sent_at": datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC),
             "received_at": RECEIVED,
+            "triggered_by": None,
+            "chain_depth": 0,
             "raw": payload,
         }
 

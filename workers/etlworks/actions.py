@@ -1,0 +1,405 @@
+"""What an Etlworks action does for one delivery, and how a run it started is followed.
+
+Exactly once, in effect: a run's trigger is the delivery's id (event, route, action). It is
+claimed in Redis before the run call, sent along as the run parameter ``flowhooks_trigger``,
+and the run's audit id is recorded after. A delivery that finds its trigger claimed without an
+audit id (its worker died between the two, or the call timed out) first looks for the trigger
+among the flow's recent executions; only when the run is not there, and the claim is older
+than a job may live, does it call run again. A call Etlworks answered with an error started
+nothing, so its claim is let go at once.
+
+Errors are the sinks' (:class:`~workers.sinks.DeliveryError`), retried on the action's schedule
+by the caller; :class:`Deferred` asks the caller to come back later without counting a failed
+attempt (a retry's delay, a run of the flow still in progress); :class:`Unconfirmed` says the
+executions API disagrees with the event, so nothing is done.
+"""
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from config import eventlog, keys
+from config.etlworks import (
+    TRIGGER_PARAM,
+    RequestAction,
+    RetryAction,
+    RunAction,
+    ScheduleAction,
+)
+from config.schema import Action, Config
+from config.templates import compile_template
+from workers import synthetic
+from workers.delivery import CRASH_RETRY, FAILURE_KINDS
+from workers.etlworks.client import SINK, EtlworksClient, Execution
+from workers.routing import Match
+from workers.sinks import DeliveryError
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+MAX_DEPTH = 8
+"""Runs one chain may start, one causing the next, before flowhooks refuses another."""
+POLL_TASK = "workers.tasks.poll_run"
+FIRST_POLL = 5.0
+MAX_POLL = 60.0
+ACTIVE = frozenset({"queued", "running"})
+
+
+class Deferred(Exception):
+    """Not now: come back in ``delay`` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Unconfirmed(Exception):
+    """The executions API does not agree with the event: nothing is done."""
+
+
+@dataclass(frozen=True)
+class Poll:
+    """A run being followed: what the next :func:`workers.tasks.poll_run` asks about."""
+
+    cause: str
+    route: str
+    action: str
+    instance: str
+    flow_id: str
+    audit_id: str
+    until: float
+    interval: float = FIRST_POLL
+
+
+@dataclass
+class Acted:
+    """What an action did: fields for the timeline, and notifications it asks for (an
+    escalation), as ``(action name, delivery id)`` pairs."""
+
+    fields: dict[str, Any]
+    notify: list[tuple[str, str]]
+
+
+class Actor:
+    """Acts for one job: Redis for triggers and chains, the worker's shared HTTP client."""
+
+    def __init__(
+        self,
+        conn: "Redis",
+        config: Config,
+        client: httpx.AsyncClient,
+        *,
+        retention: float,
+        job_timeout: float,
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self.client = client
+        self.retention = retention
+        self.job_timeout = job_timeout
+
+    def instance_of(self, action: Action, event: Mapping[str, Any]) -> str:
+        """The instance an action uses: its own, else its event's source's, else the only one."""
+        acting = action.etlworks
+        assert acting is not None
+        source = self.config.sources.get(str(event.get("source")))
+        name = acting.instance or (source.etlworks if source else None)
+        if name is None and len(self.config.etlworks) == 1:
+            name = next(iter(self.config.etlworks))
+        if name is None or name not in self.config.etlworks:
+            raise DeliveryError(SINK, "no Etlworks instance for this source", retryable=False)
+        return name
+
+    def api(self, name: str) -> EtlworksClient:
+        instance = self.config.etlworks[name]
+        return EtlworksClient(
+            instance.url, instance.api_key, client=self.client, timeout=instance.timeout
+        )
+
+    async def act(
+        self,
+        delivery_id: str,
+        route: str,
+        action_name: str,
+        event: Mapping[str, Any],
+        *,
+        match: Match | None,
+        waited: bool,
+    ) -> Acted:
+        """Do what the action says for ``event``. ``waited``: this attempt already waited its
+        delay. Raises :class:`DeliveryError`, :class:`Deferred`, :class:`Unconfirmed`."""
+        action = self.config.actions[action_name]
+        instance = self.instance_of(action, event)
+        api = self.api(instance)
+        if match is not None and match.confirm:
+            event = await self.confirm(api, event)
+        acting = action.etlworks
+        run = Run(self, api, instance, delivery_id, route, action_name, event)
+        if isinstance(acting, RunAction):
+            params = {name: _render(text, event) for name, text in acting.params.items()}
+            return Acted(await run.start(acting.flow_id, params, acting.wait), [])
+        if isinstance(acting, RetryAction):
+            return await run.retry(acting, waited)
+        if isinstance(acting, ScheduleAction):
+            await api.set_schedule(acting.schedule_id, acting.enabled)
+            return Acted({"schedule_id": acting.schedule_id, "enabled": acting.enabled}, [])
+        assert isinstance(acting, RequestAction)
+        path = _render(acting.path, event)
+        await api.request(acting.method, path, _render_json(acting.body, event))
+        return Acted({"method": acting.method, "path": path}, [])
+
+    async def confirm(self, api: EtlworksClient, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The event, enriched from its execution record, once the record agrees with it."""
+        flow_id, audit_id = event.get("flow_id"), event.get("audit_id")
+        if not (flow_id and audit_id):
+            raise Unconfirmed("the event names no flow and execution to confirm")
+        record = await api.execution(str(flow_id), str(audit_id))
+        if record.status != event.get("status"):
+            raise Unconfirmed(f"the executions API says {record.status}, not {event.get('status')}")
+        return {**event, **{k: v for k, v in _record(record).items() if v is not None}}
+
+    async def poll(self, poll: Poll) -> None:
+        """Ask once how a followed run is doing; when it ended (or the wait is over), store
+        and route its outcome as an event, else ask again later."""
+        cause = eventlog.load_event(self.conn, poll.cause)
+        if cause is None:
+            return
+        try:
+            record = await self.api(poll.instance).execution(poll.flow_id, poll.audit_id)
+        except DeliveryError as exc:
+            if exc.retryable and time.time() < poll.until:
+                self.follow(poll, max(poll.interval, exc.retry_after or 0.0))
+                return
+            eventlog.append(
+                self.conn,
+                poll.cause,
+                "run",
+                flow_id=poll.flow_id,
+                audit_id=poll.audit_id,
+                status="unknown",
+                error=str(exc),
+            )
+            return
+        if record.finished:
+            kind, status = synthetic.KINDS[record.status], record.status
+        elif time.time() >= poll.until:
+            kind, status = "flow.timeout", None
+        else:
+            self.follow(poll, min(poll.interval * 2, MAX_POLL))
+            return
+        event = synthetic.outcome_event(
+            cause,
+            flow_id=poll.flow_id,
+            audit_id=poll.audit_id,
+            kind=kind,
+            status=status,
+            record=_record(record),
+        )
+        ref = synthetic.store(
+            self.conn, event, retention=self.retention, job_timeout=self.job_timeout
+        )
+        eventlog.append(
+            self.conn,
+            poll.cause,
+            "run",
+            route=poll.route,
+            action=poll.action,
+            flow_id=poll.flow_id,
+            audit_id=poll.audit_id,
+            status=status or "timeout",
+            outcome=ref or keys.ref(event["source"], event["id"]),
+        )
+
+    def follow(self, poll: Poll, delay: float) -> None:
+        """Ask about the run again in ``delay`` seconds (a scheduled job: no worker waits)."""
+        nxt = Poll(**{**asdict(poll), "interval": min(delay, MAX_POLL)})
+        queue = Queue(keys.QUEUE, connection=self.conn, serializer=JSONSerializer)
+        queue.enqueue_in(
+            timedelta(seconds=delay),
+            POLL_TASK,
+            asdict(nxt),
+            job_id=f"poll-{poll.audit_id}-{int(time.time() * 1000)}"[:120],
+            job_timeout=int(self.job_timeout),
+            result_ttl=0,
+            failure_ttl=int(self.retention),
+            retry=CRASH_RETRY,
+        )
+
+
+@dataclass
+class Run:
+    """One delivery of a run or retry action: its trigger and the event that caused it."""
+
+    actor: Actor
+    api: EtlworksClient
+    instance: str
+    trigger: str
+    route: str
+    action: str
+    event: Mapping[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return keys.ref(str(self.event["source"]), str(self.event["id"]))
+
+    async def start(
+        self,
+        flow_id: str,
+        params: Mapping[str, str],
+        wait: float | None,
+        chain: tuple[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``flow_id`` once for this trigger; follow it when ``wait`` is set."""
+        conn = self.actor.conn
+        depth = int(self.event.get("chain_depth") or 0)
+        if depth >= MAX_DEPTH:
+            message = f"{depth} runs led to this event: not starting another (the limit)"
+            raise DeliveryError(SINK, message, retryable=False)
+        key = keys.trigger(self.trigger)
+        audit_id = await self._started(key, flow_id)
+        if audit_id is None:
+            try:
+                run = await self.api.run_flow(flow_id, {**params, TRIGGER_PARAM: self.trigger})
+            except DeliveryError as exc:
+                if exc.status is not None:  # Etlworks answered: nothing was started
+                    conn.delete(key)
+                raise
+            audit_id = run.audit_id
+            conn.hset(key, "audit_id", audit_id)
+        if chain is not None:
+            root, attempt = chain
+            value = json.dumps({"root": root, "attempt": attempt})
+            source = str(self.event["source"])
+            conn.set(keys.chain(source, flow_id, audit_id), value, ex=int(self.actor.retention))
+        eventlog.append(
+            conn,
+            self.ref,
+            "run",
+            route=self.route,
+            action=self.action,
+            flow_id=flow_id,
+            audit_id=audit_id,
+            status="started",
+        )
+        if wait is not None:
+            poll = Poll(
+                self.ref,
+                self.route,
+                self.action,
+                self.instance,
+                flow_id,
+                audit_id,
+                until=time.time() + wait,
+            )
+            self.actor.follow(poll, FIRST_POLL)
+        return {"flow_id": flow_id, "audit_id": audit_id}
+
+    async def _started(self, key: str, flow_id: str) -> str | None:
+        """The audit id of the run this trigger already started, or ``None`` once the trigger
+        is claimed for a run to start now. Raises :class:`Deferred` while another attempt may
+        be starting it."""
+        conn = self.actor.conn
+        now = time.time()
+        if conn.hsetnx(key, "claimed_at", repr(now)):
+            conn.expire(key, int(self.actor.retention))
+            return None
+        state = {_text(k): _text(v) for k, v in conn.hgetall(key).items()}
+        if state.get("audit_id"):
+            return state["audit_id"]
+        for run in await self.api.executions(flow_id):
+            if run.params.get(TRIGGER_PARAM) == self.trigger:
+                conn.hset(key, "audit_id", run.audit_id)
+                return run.audit_id
+        age = now - float(state.get("claimed_at") or 0)
+        settled = self.actor.job_timeout + 5
+        if age < settled:
+            raise Deferred(settled - age, "a run of this trigger may still be starting")
+        conn.hset(key, "claimed_at", repr(now))
+        return None
+
+    async def retry(self, acting: RetryAction, waited: bool) -> Acted:
+        """Run the failed flow again within the chain's attempts and the flow's budget;
+        escalate, once a chain, when neither allows another retry."""
+        event = self.event
+        flow_id, audit_id = str(event.get("flow_id") or ""), str(event.get("audit_id") or "")
+        if event.get("kind") not in FAILURE_KINDS or not flow_id:
+            return Acted({"skipped": "not a failed run"}, [])
+        conn = self.actor.conn
+        source = str(event["source"])
+        stored = conn.get(keys.chain(source, flow_id, audit_id)) if audit_id else None
+        chain: dict[str, Any] = (
+            json.loads(stored) if stored else {"root": audit_id or self.ref, "attempt": 0}
+        )
+        root, attempt = str(chain["root"]), int(chain["attempt"])
+        if attempt >= acting.max_attempts:
+            return self._escalate(acting, root, f"{attempt} retries failed")
+        budget = keys.budget(self.action, flow_id)
+        if acting.budget is not None:
+            since = time.time() - acting.budget.per
+            spent = conn.zcount(budget, since, "+inf") - (
+                conn.zscore(budget, self.trigger) is not None
+            )
+            if spent >= acting.budget.runs:
+                reason = f"budget spent: {acting.budget.runs} retries in {int(acting.budget.per)}s"
+                return self._escalate(acting, root, reason)
+        if not waited:
+            raise Deferred(acting.delay * acting.backoff**attempt, "retry delay")
+        running = [
+            r
+            for r in await self.api.executions(flow_id)
+            if r.status in ACTIVE and r.params.get(TRIGGER_PARAM) != self.trigger
+        ]
+        if running:
+            raise Deferred(max(acting.delay, FIRST_POLL), f"a run of flow {flow_id} is in progress")
+        if acting.budget is not None:
+            conn.zadd(budget, {self.trigger: time.time()})
+            conn.zremrangebyscore(budget, "-inf", time.time() - acting.budget.per)
+            conn.expire(budget, int(acting.budget.per) + 60)
+        params = {str(k): str(v) for k, v in (event.get("params") or {}).items()}
+        params.pop(TRIGGER_PARAM, None)
+        done = await self.start(flow_id, params, acting.wait, (root, attempt + 1))
+        return Acted({**done, "attempt": attempt + 1}, [])
+
+    def _escalate(self, acting: RetryAction, root: str, reason: str) -> Acted:
+        source, flow_id = str(self.event["source"]), str(self.event.get("flow_id"))
+        once = f"{keys.chain(source, flow_id, root)}:escalated"
+        if not self.actor.conn.set(once, self.ref, nx=True, ex=int(self.actor.retention)):
+            return Acted({"escalated": False, "reason": f"{reason}; escalated before"}, [])
+        notify = [(name, f"{self.trigger}-esc-{name}") for name in acting.escalate]
+        return Acted({"escalated": True, "reason": reason}, notify)
+
+
+def _record(record: Execution) -> dict[str, Any]:
+    return {
+        "error": record.error,
+        "started_at": record.started_at.isoformat() if record.started_at else None,
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        "duration_ms": record.duration_ms,
+        "params": record.params or None,
+        "flow_name": record.raw.get("flowName") if isinstance(record.raw, Mapping) else None,
+    }
+
+
+def _render(source: str, event: Mapping[str, Any]) -> str:
+    return compile_template(source).render(event=event)
+
+
+def _render_json(body: Any, event: Mapping[str, Any]) -> Any:
+    if isinstance(body, str):
+        return _render(body, event)
+    if isinstance(body, dict):
+        return {key: _render_json(value, event) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_render_json(value, event) for value in body]
+    return body
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
