@@ -19,6 +19,8 @@ from workers.delivery import CRASH_RETRY
 if TYPE_CHECKING:
     from redis import Redis
 
+    from workers.joins import Expiry
+
 KINDS = {
     "success": "flow.succeeded",
     "warning": "flow.warning",
@@ -98,6 +100,35 @@ def outcome_event(
         "triggered_by": cause_ref,
         "chain_depth": int(cause.get("chain_depth") or 0) + 1,
         "raw": None,
+    }
+
+
+def expiry_event(expiry: "Expiry", *, source: str) -> dict[str, Any]:
+    """The ``join.expired`` event of a join window that closed incomplete: ``flow_name`` is the
+    join, ``error`` says what is missing, ``raw`` holds the members seen and missing."""
+    return {
+        "id": f"join-{expiry.join}-{expiry.window_key}",
+        "source": source,
+        "event": "flowhooks.join_expired",
+        "kind": "join.expired",
+        "status": None,
+        "flow_id": None,
+        "flow_name": expiry.join,
+        "audit_id": None,
+        "webhook_id": None,
+        "entity_id": None,
+        "entity_url": None,
+        "tags": [],
+        "params": {},
+        "error": expiry.summary,
+        "started_at": expiry.start.isoformat(),
+        "finished_at": expiry.end.isoformat(),
+        "duration_ms": None,
+        "sent_at": None,
+        "received_at": datetime.now(UTC).isoformat(),
+        "triggered_by": None,
+        "chain_depth": 0,
+        "raw": {"join": expiry.join, "seen": dict(expiry.seen), "missing": list(expiry.missing)},
     }
 
 

@@ -17,10 +17,11 @@ from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys
 from config.schema import Config
-from workers import adoption, context, synthetic
+from workers import adoption, context, joins, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
+    DELIVER_TASK,
     FAILURE_KINDS,
     INCIDENT_TTL,
     SUCCESS_KINDS,
@@ -30,6 +31,7 @@ from workers.delivery import (
     Spec,
     add_to_group,
     close_incidents,
+    delivery_id,
     end_flush,
     group_id,
     group_values,
@@ -173,6 +175,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
             sends.append(
                 Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
             )
+    sends.extend(_joined(conn, ctx.config, event, now))
     deliverer = _deliverer(job)
     deliverer.events[event_ref] = event
     with conn.pipeline(transaction=False) as pipe:  # one round trip for both
@@ -199,6 +202,67 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
             _note(conn, event, [p.match for p in planned if p.match], spec)
+
+
+def _joined(conn: Any, config: Config, event: dict[str, Any], now: datetime) -> list[Spec]:
+    """The ``then`` deliveries of the joins this success completes (each window once)."""
+    if event.get("kind") not in SUCCESS_KINDS:
+        return []
+    ref = keys.ref(str(event["source"]), str(event["id"]))
+    specs: list[Spec] = []
+    for name, join in config.joins.items():
+        done = joins.observe(conn, name, join, event, now)
+        if done is None:
+            continue
+        eventlog.append(conn, ref, "join", join=name, window=done.window_key, members=done.members)
+        specs.extend(
+            Spec(
+                ref,
+                f"joins.{name}",
+                action,
+                "notify",
+                delivery_id("join", name, done.window_key, action),
+                first_at=time.time(),
+            )
+            for action in join.then
+        )
+    return specs
+
+
+def expire_joins(
+    conn: Any, config: Config, now: datetime, job_timeout: float, retention: float
+) -> int:
+    """Run the ``on_expire`` actions of every join window that closed incomplete by ``now``,
+    each for a ``join.expired`` event naming what is missing; how many windows expired."""
+    expired = joins.due_expiries(conn, config.joins, now)
+    queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
+    for expiry in expired:
+        join = config.joins.get(expiry.join)
+        event = synthetic.expiry_event(expiry, source=next(iter(config.sources)))
+        ref = keys.ref(event["source"], event["id"])
+        synthetic.store(conn, event, retention=retention, job_timeout=job_timeout, route=False)
+        log.info(
+            "join window expired", extra={"join": expiry.join, "missing": list(expiry.missing)}
+        )
+        for action in join.on_expire if join else ():
+            spec = Spec(
+                ref,
+                f"joins.{expiry.join}",
+                action,
+                "notify",
+                delivery_id("join-expired", expiry.join, expiry.window_key, action),
+                first_at=time.time(),
+            )
+            queue.enqueue(
+                DELIVER_TASK,
+                spec.to_json(),
+                job_id=f"{spec.delivery_id}-1",
+                job_timeout=int(job_timeout),
+                result_ttl=0,
+                failure_ttl=int(retention),
+                retry=CRASH_RETRY,
+            )
+    return len(expired)
 
 
 def _acts(config: Config, action: str) -> bool:

@@ -11,11 +11,12 @@ deliveries it had finished are not redone.
 import logging
 import signal
 import time
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from redis import Redis
+from redis import Redis, RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -23,7 +24,7 @@ from rq.serializers import JSONSerializer
 from config import keys
 from config.schema import Config
 from config.settings import Settings
-from workers import context
+from workers import context, tasks
 from workers.metrics import DeadLetters, WorkerMetrics
 
 log = logging.getLogger("flowhooks.worker")
@@ -57,6 +58,21 @@ class Worker(SimpleWorker):
         """RQ's warm shutdown: the current job finishes, but takes no more route jobs."""
         context.current().stopping = True
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance, then the join windows that closed incomplete (``on_expire``)."""
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        ctx = context.current()
+        try:
+            tasks.expire_joins(
+                self.connection,
+                ctx.config,
+                datetime.now(UTC),
+                ctx.settings.job_timeout,
+                ctx.settings.event_retention,
+            )
+        except RedisError:
+            log.exception("join expiry failed; the next maintenance tries again")
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:

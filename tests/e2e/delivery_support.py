@@ -100,9 +100,9 @@ def serving_sinks() -> Iterator[Sinks]:
             server.stop()
 
 
-def config_text(sinks: Sinks, routes: str) -> str:
+def config_text(sinks: Sinks, routes: str, extra: str = "") -> str:
     """The config every test shares (one action of each kind, short retries) with ``routes``,
-    the YAML of the ``routes:`` mapping."""
+    the YAML of the ``routes:`` mapping, and ``extra`` top-level sections."""
     return f"""
 sources:
   etl:
@@ -131,6 +131,7 @@ actions:
     retry: {RETRY}
 routes:
 {textwrap.indent(textwrap.dedent(routes).strip(), "  ")}
+{textwrap.dedent(extra).strip()}
 """
 
 
@@ -344,6 +345,7 @@ def running(
     secrets: Mapping[str, str] | None = None,
     receiver_settings: Mapping[str, object] | None = None,
     worker_settings: Mapping[str, str] | None = None,
+    extra: str = "",
 ) -> Iterator[Flowhooks]:
     """The receiver (its config written to ``folder``) with ``routes``; workers are started
     by the test and stopped at the end. ``secrets`` replace some of :meth:`Sinks.environ`;
@@ -351,7 +353,7 @@ def running(
     ``worker_settings`` ``FLOWHOOKS_*`` variables of the workers."""
     sinks.reset()
     environ = {**sinks.environ(), **(secrets or {})}
-    text = config_text(sinks, routes)
+    text = config_text(sinks, routes, extra)
     config_file = folder / "flowhooks.yaml"
     config_file.write_text(text)
     served = settings(redis_url, **(receiver_settings or {}))
