@@ -88,12 +88,19 @@ class StandardWebhooksCheck(Strict):
     @classmethod
     def _whsec(cls, secrets: list[SecretStr]) -> list[SecretStr]:
         for secret in secrets:
-            key = secret.get_secret_value().removeprefix("whsec_")
-            try:
-                base64.b64decode(key, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("each secret must be base64, optionally after whsec_") from None
+            _whsec(secret, "each secret")
         return secrets
+
+
+def _whsec(secret: SecretStr, what: str) -> SecretStr:
+    """A Standard Webhooks secret: base64, optionally after ``whsec_``; never quoted."""
+    key = secret.get_secret_value().removeprefix("whsec_")
+    try:
+        if not base64.b64decode(key, validate=True):
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} must be base64, optionally after whsec_") from None
+    return secret
 
 
 class BasicCheck(Strict):
@@ -246,7 +253,7 @@ class SmtpServer(Strict):
     """Implicit TLS from the first byte (port 465), as opposed to ``starttls``."""
     username: str | None = Field(default=None, min_length=1)
     password: Secret | None = None
-    timeout: Duration = 30.0
+    timeout: Annotated[Duration, AfterValidator(_positive)] = 30.0
 
     @model_validator(mode="after")
     def _one_tls(self) -> "SmtpServer":
@@ -280,6 +287,11 @@ class EmailAction(Strict):
 class StandardWebhooksSigning(Strict):
     secret: Secret
 
+    @field_validator("secret")
+    @classmethod
+    def _base64(cls, secret: SecretStr) -> SecretStr:
+        return _whsec(secret, "the secret")
+
 
 def _header_value(value: SecretStr) -> SecretStr:
     if not all(" " <= char <= "~" or char == "\t" for char in value.get_secret_value()):
@@ -296,7 +308,7 @@ class WebhookAction(Strict):
     """Header names are checked by ``_header_names`` rather than as dict keys, whose errors the
     loader words as a bad config name."""
     sign: StandardWebhooksSigning | None = None
-    timeout: Duration = 10.0
+    timeout: Annotated[Duration, AfterValidator(_positive)] = 10.0
 
     @field_validator("headers")
     @classmethod

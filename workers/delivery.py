@@ -146,15 +146,14 @@ def plan(
             action_cfg = config.actions.get(incident.action)
             if not incident.resolve or action_cfg is None or not action_cfg.send_resolved:
                 continue
-            reason, detail = ("silenced", silence.id) if silence else (None, None)
+            # Never silenced: the success forgets the incident either way, and a resolve held
+            # back would leave the page it opened open for good.
             planned.append(
                 Planned(
                     incident.route,
                     incident.action,
                     "resolve",
                     delivery_id(ref, incident.route, incident.action, "resolve"),
-                    reason,
-                    detail,
                 )
             )
     return planned

@@ -27,6 +27,7 @@ ENV = {
     "SMTP_PASSWORD": SMTP_PASSWORD,
     "HOOK_TOKEN": HOOK_TOKEN,
     "WHSEC": WHSEC,
+    "BAD_WHSEC": "whsec_!",
     "NOT_A_URL": NOT_A_URL,
 }
 SECRETS = (SLACK_URL, HOOK_URL, PD_KEY, SMTP_PASSWORD, HOOK_TOKEN, WHSEC, NOT_A_URL)
@@ -1035,3 +1036,26 @@ def test_the_route_model_dumps_matchers_as_they_are_written() -> None:
     dumped: dict[str, Any] = route.model_dump(mode="json", by_alias=True)
     assert dumped["matchers"] == ['flow_name=~"a|b"', 'error="x\\"y"']
     assert Route.model_validate(dumped) == route
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "actions:\n  a:\n    webhook: {url: '${HOOK_URL}', sign: {secret: '${BAD_WHSEC}'}}\n",
+            "test.yaml:4: actions.a.webhook.sign.secret: the secret must be base64, optionally"
+            " after whsec_",
+        ),
+        (
+            "actions:\n  a:\n    webhook: {url: '${HOOK_URL}', timeout: 0}\n",
+            "test.yaml:4: actions.a.webhook.timeout: must be longer than zero",
+        ),
+        (
+            "actions:\n  a:\n    email:\n      to: [a@example.com]\n      from: b@example.com\n"
+            "      smtp: {host: smtp.example.com, timeout: 0s}\n",
+            "test.yaml:7: actions.a.email.smtp.timeout: must be longer than zero",
+        ),
+    ],
+)
+def test_settings_a_sink_cannot_work_with_are_refused_at_load(body: str, expected: str) -> None:
+    assert errors(body) == [expected]

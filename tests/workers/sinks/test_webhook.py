@@ -130,7 +130,10 @@ def test_a_header_value_that_cannot_be_sent_is_permanent(standin: HttpStandIn, v
 
 @pytest.mark.parametrize("secret", ["whsec_not base64!", "whsec_"])
 def test_a_signing_secret_that_is_not_a_key_is_permanent(standin: HttpStandIn, secret: str) -> None:
-    signing = StandardWebhooksSigning(secret=SecretStr(secret))
+    """The config refuses such a secret when it loads; the sink holds its line regardless."""
+    with pytest.raises(ValueError, match="must be base64"):
+        StandardWebhooksSigning(secret=SecretStr(secret))
+    signing = StandardWebhooksSigning.model_construct(secret=SecretStr(secret))
     hook = action(standin.url()).model_copy(update={"sign": signing})
     error = send_failure(hook)
     assert (error.retryable, error.reason) == (False, "signing secret is not a base64 key")
