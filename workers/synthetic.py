@@ -142,8 +142,11 @@ def claim_outcome(conn: "Redis", event: Mapping[str, Any], ttl: float) -> str | 
         return None
     ref = keys.ref(event["source"], event["id"])
     key = keys.outcome(event["source"], str(event["flow_id"]), str(event["audit_id"]))
-    first = conn.set(key, ref, nx=True, ex=int(ttl), get=True)
-    if first is None:
+    # SET NX then GET, not SET NX GET: Redis 6.2 (the embedded one of `flowhooks dev`) lacks it
+    if conn.set(key, ref, nx=True, ex=int(ttl)):
+        return None
+    first = conn.get(key)
+    if first is None:  # expired in between: nothing routed it within the retention
         return None
     first_ref = first.decode() if isinstance(first, bytes) else str(first)
     return None if first_ref == ref else first_ref
