@@ -14,6 +14,9 @@ from config.durations import Duration
 from config.logs import LEVELS
 
 DAY = 86400.0
+MIN_TOKEN = 16
+"""The shortest admin token accepted: it guards replays and deletions, and is guessable below
+this."""
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,9 @@ class Settings(BaseSettings):
     """The longest a worker job may run before RQ stops it (whole seconds)."""
     maintenance_interval: Duration = Field(30.0, ge=1)
     """How often a worker looks for jobs whose worker died (RQ's abandoned-job recovery)."""
+    admin_token: SecretStr | None = None
+    """Turns on the receiver's admin API (``/api``) and pages (``/ui``), for whoever holds it;
+    without it they are not served at all. Empty is the same as unset."""
 
     @field_validator("redis_url")
     @classmethod
@@ -57,6 +63,23 @@ class Settings(BaseSettings):
             raise PydanticCustomError("redis_url", _BAD_URL) from None
         if _location(value) == _INVALID:
             raise PydanticCustomError("redis_url", _BAD_URL)
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        if value == "" or (isinstance(value, SecretStr) and not value.get_secret_value()):
+            return None
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN:
+            # The message says how long, never what was given.
+            raise PydanticCustomError(
+                "admin_token", "must be at least {n} characters", {"n": MIN_TOKEN}
+            )
         return value
 
     @field_validator("log_level")

@@ -8,27 +8,21 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import ParamSpec
 
 import click
 import yaml
 from redis import Redis
 from redis.exceptions import RedisError
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.queue import Queue
-from rq.registry import FailedJobRegistry
-from rq.results import Result
-from rq.serializers import JSONSerializer
 
-from config import keys
+from config import deadletters, silences
 from config.durations import parse_duration
 from config.schema import Config
+from config.silences import Silence
 from flowhooks import routestest
 from flowhooks.common import config_or_exit, fail, redis_client, settings_or_exit
-from workers import silences
-from workers.delivery import DELIVER_TASK, Incident, load_state
-from workers.silences import Silence
+from workers.delivery import Incident, load_state
 
 P = ParamSpec("P")
 
@@ -174,7 +168,7 @@ def silence() -> None:
 
 
 def _show(s: Silence, now: datetime) -> str:
-    state = "active" if s.active(now) else ("pending" if now < s.starts_at else "expired")
+    state = s.state(now)
     until = s.ends_at.isoformat(timespec="seconds")
     return f"{s.id}  {state:<7} until {until}  {s.author}: {s.comment}  [{', '.join(s.matchers)}]"
 
@@ -243,46 +237,12 @@ def dlq() -> None:
     """Deliveries and route jobs that failed for good (RQ's failed-job registry)."""
 
 
-def _registry() -> FailedJobRegistry:
-    queue = Queue(keys.QUEUE, connection=redis_client(), serializer=JSONSerializer)
-    return FailedJobRegistry(queue=queue)
-
-
-def _dead(registry: FailedJobRegistry, job_id: str) -> Job:
+def _dead(conn: Redis, job_id: str) -> Job:
     """The job ``job_id`` of the registry; exit 1 when it is not there."""
-    if registry.connection.zscore(registry.key, job_id) is None:
-        fail(f"no job {job_id!r} in the dead-letter registry")
     try:
-        return Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        fail(f"job {job_id!r} has expired")
-
-
-def _error(job: Job) -> str:
-    """The error the job failed with, as RQ recorded it (``exc_info`` is deprecated)."""
-    result = job.latest_result()
-    if result is None or result.type != Result.Type.FAILED:
-        return ""
-    return str(result.exc_string or "")
-
-
-def _job_summary(job: Job) -> dict[str, Any]:
-    args = job.args[0] if job.args else None
-    what: dict[str, Any] = {"task": job.func_name}
-    if isinstance(args, dict):
-        what |= {k: args.get(k) for k in ("ref", "route", "action", "kind", "attempt")}
-    elif isinstance(args, str):
-        what["ref"] = args
-    reason = _error(job).strip().splitlines()
-    # a delivery dead-lettered without running (a permanent failure in its route job, a
-    # spent retry) is a job made on the spot: it never started, so never ended
-    failed_at = job.ended_at or job.created_at
-    return {
-        "job": job.id,
-        **what,
-        "failed_at": failed_at.isoformat() if failed_at else None,
-        "reason": reason[-1] if reason else "",
-    }
+        return deadletters.dead(conn, job_id)
+    except deadletters.Missing as exc:
+        fail(str(exc))
 
 
 def _redis_errors(command: Callable[P, None]) -> Callable[P, None]:
@@ -302,13 +262,9 @@ def _redis_errors(command: Callable[P, None]) -> Callable[P, None]:
 @_redis_errors
 def dlq_list() -> None:
     """One JSON object a line: the job, what it delivers, when it failed and why."""
-    registry = _registry()
-    for job_id in registry.get_job_ids():
-        try:
-            job = Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
-        except NoSuchJobError:
-            continue
-        click.echo(json.dumps(_job_summary(job)))
+    conn = redis_client()
+    for row in deadletters.summaries(conn, deadletters.ids(conn)):
+        click.echo(json.dumps(row))
 
 
 @dlq.command("show")
@@ -316,8 +272,8 @@ def dlq_list() -> None:
 @_redis_errors
 def dlq_show(job_id: str) -> None:
     """A dead job in full, with its arguments and the error it failed with."""
-    job = _dead(_registry(), job_id)
-    shown = _job_summary(job) | {"args": job.args, "exc_info": _error(job)}
+    job = _dead(redis_client(), job_id)
+    shown = deadletters.summary(job) | {"args": job.args, "exc_info": deadletters.error(job)}
     click.echo(json.dumps(shown, indent=2, default=str))
 
 
@@ -329,14 +285,13 @@ def dlq_replay(job_id: str | None, replay_all: bool) -> None:
     """Queue dead jobs again; deliveries that succeeded since are not redone."""
     if bool(job_id) == replay_all:
         fail("name a JOB or give --all, not both" if replay_all else "name a JOB or give --all")
-    registry = _registry()
-    ids = registry.get_job_ids() if replay_all else [_dead(registry, str(job_id)).id]
+    conn = redis_client()
+    ids = deadletters.ids(conn) if replay_all else [_dead(conn, str(job_id)).id]
     missing = []
     for each in ids:
         try:
-            _fresh_schedule(registry, each)
-            registry.requeue(each)
-        except (InvalidJobOperation, NoSuchJobError):
+            deadletters.replay(conn, each)
+        except deadletters.Missing:
             missing.append(each)  # replayed or expired since it was listed
             continue
         click.echo(f"requeued {each}")
@@ -346,24 +301,8 @@ def dlq_replay(job_id: str | None, replay_all: bool) -> None:
         fail(f"no longer in the dead-letter registry: {', '.join(missing)}")
 
 
-def _fresh_schedule(registry: FailedJobRegistry, job_id: str) -> None:
-    """A replayed delivery gets a retry schedule of its own: its first attempt is now, not
-    when the original was made (which would give it up at its first retryable failure)."""
-    job = Job.fetch(job_id, connection=registry.connection, serializer=JSONSerializer)
-    if job.func_name == DELIVER_TASK and job.args and isinstance(job.args[0], dict):
-        job.args = [{**job.args[0], "first_at": 0.0}]
-        job.save()
-
-
 @dlq.command("purge")
 @_redis_errors
 def dlq_purge() -> None:
     """Delete every dead job."""
-    registry = _registry()
-    ids = registry.get_job_ids()
-    for each in ids:
-        try:
-            registry.remove(each, delete_job=True)
-        except NoSuchJobError:  # its hash expired first: the entry alone is left
-            registry.remove(each)
-    click.echo(f"purged {len(ids)} job(s)")
+    click.echo(f"purged {deadletters.purge(redis_client())} job(s)")

@@ -4,6 +4,9 @@ A webhook request goes through, in this order: unknown source (404) → size cap
 (413; 408 for a body slower than the deadline) → verification of the raw bytes (401) →
 content type (415) → parsing (400) → normalize → the durable write (503 if Redis cannot take
 it) → 202, or 200 for a duplicate.
+
+Besides ``/webhooks/{source}``, ``/healthz``, ``/readyz`` and ``/metrics``, it serves the admin
+API and pages (:mod:`receiver.admin`) when an admin token is set.
 """
 
 import asyncio
@@ -11,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +26,13 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from config.schema import Config
 from config.settings import Settings
 from receiver import jobs
+from receiver.admin import api, pages
+from receiver.admin.site import Admin, mount
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
 from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
 from receiver.metrics import ReceiverMetrics
@@ -50,17 +55,24 @@ def create_app(
     clock: Callable[[], float] = time.time,
     registry: CollectorRegistry | None = None,
 ) -> Starlette:
-    """Build the receiver. Redis is connected in the lifespan, so building opens no socket."""
+    """Build the receiver. Redis is connected in the lifespan, so building opens no socket.
+
+    With ``settings.admin_token`` it also serves the admin API (``/api``) and pages (``/ui``,
+    :mod:`receiver.admin`); without one those paths do not exist (404).
+    """
     receiver = _Receiver(settings, config, clock, ReceiverMetrics(registry or CollectorRegistry()))
-    return Starlette(
-        routes=[
-            Route("/webhooks/{source}", receiver.webhook, methods=["GET", "POST"]),
-            Route("/healthz", receiver.healthz),
-            Route("/readyz", receiver.readyz),
-            Route("/metrics", receiver.metrics_page),
-        ],
-        lifespan=receiver.lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/webhooks/{source}", receiver.webhook, methods=["GET", "POST"]),
+        Route("/healthz", receiver.healthz),
+        Route("/readyz", receiver.readyz),
+        Route("/metrics", receiver.metrics_page),
+    ]
+    if receiver.admin is not None:  # without a token there is no admin side at all: 404
+        routes += [
+            mount("/api", api.build(receiver.admin)),
+            mount("/ui", pages.build(receiver.admin)),
+        ]
+    return Starlette(routes=routes, lifespan=receiver.lifespan)
 
 
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
@@ -84,6 +96,8 @@ class _Receiver:
         self.writer: EventWriter | None = None
         self.bodies = BodyReader(settings.max_body_bytes, settings.body_timeout)
         self._counters: dict[tuple[str, str], Any] = {}
+        token = settings.admin_token
+        self.admin = Admin(settings, token, clock) if token is not None else None
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -113,8 +127,10 @@ class _Receiver:
             extra={"redis": settings.redis_location, "sources": sorted(self.verifiers)},
         )
         watchdog = asyncio.create_task(self.bodies.watch())
+        admin = self.admin.lifespan() if self.admin is not None else nullcontext()
         try:
-            yield
+            async with admin:
+                yield
         finally:
             watchdog.cancel()
             await self.writer.aclose()

@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from redis import Redis
 
-from config import keys
-from config.schema import MATCHABLE
-from workers import silences
-from workers.silences import KEEP_EXPIRED, Silence, matching
+from config import keys, silences
+from config.base import MATCHABLE
+from config.silences import KEEP_EXPIRED, Silence, matching
 
 NOW = datetime(2026, 5, 9, 3, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -103,6 +102,40 @@ def test_a_silence_without_matchers_or_time_is_refused(
     with pytest.raises(ValueError, match=f"^{message}$"):
         make(redis, *matchers, hours=hours)
     assert silences.every(redis) == []
+
+
+def test_a_silence_may_be_given_its_end_instead_of_a_duration(redis: Redis) -> None:
+    made = silences.create(
+        redis, ['flow_id="7"'], ends_at=NOW + 3 * HOUR, author="ana", comment="c", now=NOW
+    )
+    assert (made.starts_at, made.ends_at) == (NOW, NOW + 3 * HOUR)
+    assert silences.get(redis, made.id) == made
+    assert silences.get(redis, "nosuchsilence") is None
+
+
+@pytest.mark.parametrize(
+    ("duration", "ends_at", "message"),
+    [
+        (None, None, "give a silence either a duration or an end"),
+        (3600.0, NOW + HOUR, "give a silence either a duration or an end"),
+        (None, NOW, "a silence must end in the future"),
+        (None, NOW.replace(tzinfo=None) + HOUR, "a silence's end needs a time zone"),
+    ],
+)
+def test_a_silence_needs_one_end_in_the_future(
+    redis: Redis, duration: float | None, ends_at: datetime | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        silences.create(
+            redis, ['flow_id="7"'], duration=duration, ends_at=ends_at, author="a", comment="",
+            now=NOW,
+        )  # fmt: skip
+    assert silences.every(redis) == []
+
+
+def test_a_silence_is_pending_active_then_expired() -> None:
+    made = Silence("s", ('flow_id="7"',), NOW, NOW + HOUR, "ana", "")
+    assert [made.state(NOW + k * HOUR) for k in (-1, 0, 1)] == ["pending", "active", "expired"]
 
 
 def test_silences_long_over_are_dropped_when_the_next_is_made(redis: Redis) -> None:

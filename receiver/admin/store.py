@@ -1,0 +1,125 @@
+"""What the admin API and pages read and change in Redis, through the same ``config`` modules the
+command line uses (events, dead letters, silences, replays).
+
+Those are synchronous; the endpoints run each call of a :class:`Store` in a worker thread, so
+the event loop that accepts webhooks never waits for them. Every method may raise
+``RedisError``.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from config import deadletters, eventlog, routejobs, silences
+from config.eventlog import Filters
+from receiver import jobs
+from receiver.admin import reports
+
+
+class NoSuchEvent(LookupError):
+    pass
+
+
+class Store:
+    def __init__(
+        self,
+        conn: "Redis",
+        *,
+        job_timeout: float,
+        retention: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.conn = conn
+        self.job_timeout = job_timeout
+        self.retention = retention
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # events
+
+    def events(self, filters: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
+        return total, [reports.row(e) for e in found]
+
+    def find(self, event_id: str, source: str | None = None) -> list[str]:
+        """Refs of the events with this id (in ``source``); ``event_id`` may be a ref."""
+        return eventlog.find(self.conn, event_id, source)
+
+    def _load(self, ref: str) -> eventlog.StoredEvent | None:
+        """The stored event; ``None`` also for a record that cannot be read."""
+        try:
+            stored = eventlog.load(self.conn, ref)
+        except ValueError:
+            return None
+        return stored if stored is not None and isinstance(stored.event, dict) else None
+
+    def event(self, ref: str) -> dict[str, Any] | None:
+        stored = self._load(ref)
+        return reports.detail(stored) if stored is not None else None
+
+    def replay(self, ref: str, *, force: bool) -> routejobs.Replayed:
+        """Raise :class:`NoSuchEvent` or :class:`config.routejobs.Busy`."""
+        stored = self._load(ref)
+        if stored is None:
+            raise NoSuchEvent(ref)
+        return routejobs.replay(
+            self.conn,
+            stored,
+            force=force,
+            timeout=self.job_timeout,
+            failure_ttl=self.retention,
+            retry=jobs.ROUTE_RETRY,
+        )
+
+    def summary(self, hours: float) -> dict[str, Any]:
+        until = int(self.clock() * 1000)
+        since = until - int(hours * 3600 * 1000)
+        window = Filters(since_ms=since, until_ms=until)
+        found = reports.summary(eventlog.scan(self.conn, window, timelines=True))
+        return {
+            "windowHours": hours,
+            "since": _iso(since),
+            "until": _iso(until),
+            **found,
+        }
+
+    # dead letters
+
+    def dead_letters(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """The newest first."""
+        ids = deadletters.ids(self.conn, offset=offset, limit=limit, newest=True)
+        return deadletters.count(self.conn), deadletters.summaries(self.conn, ids)
+
+    def replay_dead(self, job_id: str) -> None:
+        """Raise :class:`config.deadletters.Missing`."""
+        deadletters.replay(self.conn, job_id)
+
+    def delete_dead(self, job_id: str) -> None:
+        """Raise :class:`config.deadletters.Missing`."""
+        deadletters.delete(self.conn, job_id)
+
+    # silences
+
+    def silences(self, *, ended: bool) -> list[dict[str, Any]]:
+        """The silences not yet ended (with ``ended``, also those that have)."""
+        now = self.now()
+        found = silences.every(self.conn)
+        return [reports.silence(s, now) for s in found if ended or s.ends_at > now]
+
+    def add_silence(self, **fields: Any) -> dict[str, Any]:
+        """Raise ``ValueError`` for a bad matcher or end."""
+        now = self.now()
+        return reports.silence(silences.create(self.conn, now=now, **fields), now)
+
+    def expire_silence(self, silence_id: str) -> dict[str, Any] | None:
+        now = self.now()
+        ended = silences.expire(self.conn, silence_id, now)
+        return reports.silence(ended, now) if ended is not None else None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
