@@ -12,7 +12,7 @@ HELM_VENV   := .venv-helm
 HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
 HELM_PYTHON ?=
 
-.PHONY: install dev test lint bench bench-routing clean
+.PHONY: install dev test lint bench bench-routing clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,14 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/flowhooks dev
 
+## The browser test of the admin pages drives Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 ## Install and run the whole test suite; it starts its own Redis.
-test: $(STAMP) $(HELM_STAMP)
+test: $(STAMP) $(HELM_STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
