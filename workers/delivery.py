@@ -146,6 +146,8 @@ def plan(
             action_cfg = config.actions.get(incident.action)
             if not incident.resolve or action_cfg is None or not action_cfg.send_resolved:
                 continue
+            if action_cfg.etlworks is not None:  # an action is not an incident to resolve
+                continue
             # Never silenced: the success forgets the incident either way, and a resolve held
             # back would leave the page it opened open for good.
             planned.append(
@@ -556,7 +558,7 @@ class Deliverer:
             return self._failed(spec, action, exc, time.monotonic() - started, context)
         except Deferred as later:
             waiting = Spec(**{**asdict(spec), "paced": True, "refs": spec.refs})
-            self.schedule(waiting, later.delay)
+            self.schedule(waiting, later.delay, tag=f"w{int(time.time() * 1000)}")
             self._timeline(
                 spec, "action", outcome="waiting", wait_s=round(later.delay, 1), reason=str(later)
             )
@@ -635,12 +637,16 @@ class Deliverer:
         self.metrics.deliveries.labels(action.sink, "dead").inc()
         return self.dead_letter(spec, f"{why}: {exc}")
 
-    def schedule(self, spec: Spec, delay: float) -> None:
+    def schedule(self, spec: Spec, delay: float, tag: str = "") -> None:
+        """Run ``spec`` again in ``delay`` seconds; ``tag`` tells apart jobs of one attempt
+        (an action deferred again by the job that ran the last deferral: RQ deletes a job
+        that finished, so the next one needs an id of its own)."""
+        suffix = ("-paced" if spec.paced else "") + (f"-{tag}" if tag else "")
         self.queue.enqueue_at(
             not_before(delay),
             DELIVER_TASK,
             spec.to_json(),
-            job_id=f"{spec.delivery_id}-{spec.attempt}{'-paced' if spec.paced else ''}",
+            job_id=f"{spec.delivery_id}-{spec.attempt}{suffix}",
             job_timeout=int(self.job_timeout),
             result_ttl=0,
             failure_ttl=int(self.retention),

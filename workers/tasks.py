@@ -379,7 +379,8 @@ def deliver(spec: dict[str, Any]) -> None:
     if outcome.result == "dead":
         job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
-    if outcome.result == "delivered" and parsed.kind == "notify":
+    acts = _acts(ctx.config, parsed.action)
+    if outcome.result == "delivered" and parsed.kind == "notify" and not acts:
         event = eventlog.load_event(job.connection, parsed.ref)
         if event is not None:
             _note(job.connection, event, match(ctx.config.routes, *labels_of(event)), parsed)

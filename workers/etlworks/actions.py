@@ -15,6 +15,7 @@ executions API disagrees with the event, so nothing is done.
 """
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -36,7 +37,7 @@ from config.etlworks import (
 from config.schema import Action, Config
 from config.templates import compile_template
 from workers import synthetic
-from workers.delivery import CRASH_RETRY, FAILURE_KINDS
+from workers.delivery import CRASH_RETRY, FAILURE_KINDS, delivery_id
 from workers.etlworks.client import SINK, EtlworksClient, Execution
 from workers.routing import Match
 from workers.sinks import DeliveryError
@@ -50,6 +51,8 @@ POLL_TASK = "workers.tasks.poll_run"
 FIRST_POLL = 5.0
 MAX_POLL = 60.0
 ACTIVE = frozenset({"queued", "running"})
+_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+"""What an RQ job id may not hold; an audit id is Etlworks' to spell."""
 
 
 class Deferred(Exception):
@@ -225,7 +228,7 @@ class Actor:
             timedelta(seconds=delay),
             POLL_TASK,
             asdict(nxt),
-            job_id=f"poll-{poll.audit_id}-{int(time.time() * 1000)}"[:120],
+            job_id=f"poll-{_JOB_ID_UNSAFE.sub('_', poll.audit_id)}-{int(time.time() * 1000)}"[:120],
             job_timeout=int(self.job_timeout),
             result_ttl=0,
             failure_ttl=int(self.retention),
@@ -258,13 +261,14 @@ class Run:
     ) -> dict[str, Any]:
         """Run ``flow_id`` once for this trigger; follow it when ``wait`` is set."""
         conn = self.actor.conn
-        depth = int(self.event.get("chain_depth") or 0)
+        depth = self.depth()
         if depth >= MAX_DEPTH:
             message = f"{depth} runs led to this event: not starting another (the limit)"
             raise DeliveryError(SINK, message, retryable=False)
         key = keys.trigger(self.trigger)
         audit_id = await self._started(key, flow_id)
         if audit_id is None:
+            conn.hset(key, "depth", depth)  # before the call: the run's webhook may come first
             try:
                 run = await self.api.run_flow(flow_id, {**params, TRIGGER_PARAM: self.trigger})
             except DeliveryError as exc:
@@ -300,6 +304,19 @@ class Run:
             )
             self.actor.follow(poll, FIRST_POLL)
         return {"flow_id": flow_id, "audit_id": audit_id}
+
+    def depth(self) -> int:
+        """How many runs flowhooks started led to this event: the ``chain_depth`` of an event
+        flowhooks made, or one more than the depth of the event that started the run this one
+        reports on, whose trigger Etlworks' own webhook carries in the run's parameters."""
+        depth = int(self.event.get("chain_depth") or 0)
+        params = self.event.get("params")
+        cause = params.get(TRIGGER_PARAM) if isinstance(params, Mapping) else None
+        if cause:
+            stored = self.actor.conn.hget(keys.trigger(str(cause)), "depth")
+            if stored is not None:
+                depth = max(depth, int(_text(stored)) + 1)
+        return depth
 
     async def _started(self, key: str, flow_id: str) -> str | None:
         """The audit id of the run this trigger already started, or ``None`` once the trigger
@@ -365,14 +382,20 @@ class Run:
         params = {str(k): str(v) for k, v in (event.get("params") or {}).items()}
         params.pop(TRIGGER_PARAM, None)
         done = await self.start(flow_id, params, acting.wait, (root, attempt + 1))
-        return Acted({**done, "attempt": attempt + 1}, [])
+        # "retry", not "attempt": the timeline entry's "attempt" is the delivery's own
+        return Acted({**done, "retry": attempt + 1}, [])
 
     def _escalate(self, acting: RetryAction, root: str, reason: str) -> Acted:
+        """Escalate once a chain. A delivery run again (its worker died after claiming the
+        escalation) asks for the notifications again: each is made once, by its own id."""
         source, flow_id = str(self.event["source"]), str(self.event.get("flow_id"))
         once = f"{keys.chain(source, flow_id, root)}:escalated"
-        if not self.actor.conn.set(once, self.ref, nx=True, ex=int(self.actor.retention)):
+        ttl = int(self.actor.retention)
+        first = self.actor.conn.set(once, self.trigger, nx=True, ex=ttl, get=True)
+        if isinstance(first, bytes | str) and _text(first) != self.trigger:
             return Acted({"escalated": False, "reason": f"{reason}; escalated before"}, [])
-        notify = [(name, f"{self.trigger}-esc-{name}") for name in acting.escalate]
+        # hashed: an action's name may hold a dot, which an RQ job id (a retry's) may not
+        notify = [(name, delivery_id(self.trigger, "escalate", name)) for name in acting.escalate]
         return Acted({"escalated": True, "reason": reason}, notify)
 
 
