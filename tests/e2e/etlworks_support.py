@@ -32,7 +32,7 @@ OUTCOME_EVENTS = sorted(EVENTS.values())
 """The webhooks a test registers: a run's end, not its start."""
 
 
-def config_text(sinks: Sinks, sim: Simulator, actions: str, routes: str) -> str:
+def config_text(sinks: Sinks, sim: Simulator, actions: str, routes: str, extra: str = "") -> str:
     """A config with the simulator as the only Etlworks instance (the source's), a PagerDuty
     action ``pager`` and a ``log`` action ``escalate-log``, plus ``actions`` and ``routes``
     (the YAML of the mappings under ``actions:`` and ``routes:``)."""
@@ -55,6 +55,7 @@ actions:
 {_indent(actions)}
 routes:
 {_indent(routes)}
+{textwrap.dedent(extra).strip()}
 """
 
 
@@ -74,12 +75,13 @@ def running(
     routes: str,
     api_key: str = API_KEY,
     webhooks: int = 1,
+    extra: str = "",
 ) -> Iterator[Flowhooks]:
     """The receiver with the config of :func:`config_text`, registered ``webhooks`` times
     with the simulator (each registration sends every outcome once), and one worker."""
     sinks.reset()
     environ = {**sinks.environ(), "ETLWORKS_API_KEY": api_key}
-    text = config_text(sinks, sim, actions, routes)
+    text = config_text(sinks, sim, actions, routes, extra)
     config_file = folder / "flowhooks.yaml"
     config_file.write_text(text)
     receiver = ServedApp(settings(redis_url), make_config(text, environ, folder))

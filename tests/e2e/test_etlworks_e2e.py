@@ -607,3 +607,48 @@ def test_a_retry_waits_for_a_run_in_progress_then_runs(
         assert len(sim.runs(701)) == 3
         [*_, acted] = stage_entries(system.timeline(failure), "action")
         assert (acted["outcome"], acted["retry"]) == ("done", 1)
+
+
+# 7. A join: C runs once both A and B succeeded in the window -----------------------------------
+
+JOIN_ACTIONS = """
+run-c:
+  etlworks_run: {flow_id: 703}
+  retry: {initial: 0.2s, max_interval: 1s, give_up_after: 30s, jitter: 0}
+"""
+JOIN = """
+joins:
+  marts:
+    all: ['flow_id="701"', 'flow_id="702"']
+    window: {cron: "0 0 * * *", timezone: Europe/Berlin}
+    then: [run-c]
+"""
+
+
+def test_a_join_runs_c_once_for_a_and_b_however_often_they_arrive(
+    redis: Redis, redis_url: str, sinks: Sinks, etlworks_sim: Simulator, tmp_path: Path
+) -> None:
+    """Every outcome arrives three times (three webhook registrations), two workers race for
+    the events, and A runs twice: C runs once."""
+    sim = etlworks_sim
+    for flow_id, name in ((701, "orders"), (702, "customers"), (703, "marts")):
+        sim.add_flow(flow_id, name, duration=0.5)
+    with running(
+        redis,
+        redis_url,
+        sinks,
+        sim,
+        tmp_path,
+        actions=JOIN_ACTIONS,
+        routes="actions: []",
+        webhooks=3,
+        extra=JOIN,
+    ) as system:
+        system.start_worker()
+        system.start_worker()
+        runs = [start_run(sim, 701), start_run(sim, 701), start_run(sim, 702)]
+        for run in runs:
+            outcome_ref(system, sim, run)
+        runs_of(sim, 703, 1, system)
+        settled(system, sim)
+        assert len(sim.runs(703)) == 1
