@@ -21,7 +21,7 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = b""
         self.waiter: asyncio.Future[int] | None = None
@@ -78,7 +78,7 @@ async def run(
     loop.call_later(warmup, mark)
 
     async def client() -> None:
-        _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+        _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
         for request in cursor:
             sent = time.perf_counter()
             if sent >= stop_at:

@@ -5,9 +5,11 @@ in the same run on the same Redis.
 
     make bench-routing          # or: python -m tests.bench.routing --rates 100 200 --seconds 20
 
-For each rate it prints the events delivered per second while sending and the p50/p99 of
-received-to-delivered latency (the sink's arrival time minus the moment the event was posted;
-one machine, one clock), and whether a backlog was left when sending stopped.
+For each rate it prints the events delivered per second while sending, the p50/p99 of
+received-to-delivered latency (the sink's arrival time minus the receiver's ``received_at`` of
+the event; one machine, one clock) and of posted-to-delivered latency (from the moment the load
+generator made the request, which adds the time a request waits for the receiver), and whether
+a backlog was left when sending stopped.
 """
 
 import argparse
@@ -15,28 +17,32 @@ import asyncio
 import hashlib
 import hmac
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import uvicorn
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, SimpleWorker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.bench.loadgen import Connection
 from tests.support import RedisProcess, free_port, wait_until
 
+CONNECTIONS = 32
 SECRET = "bench-secret-0123456789abcdef0123456789"
 CONFIG = """
 sources:
@@ -50,32 +56,61 @@ routes:
 """
 
 
+ARRIVALS = "bench:arrivals"
+
+
+def serve_sink(port: int, redis_url: str) -> None:
+    """The far side, a process of its own (sharing the load generator's would slow both):
+    records in Redis when each event's notification arrived, and its ``received_at``."""
+    conn = AsyncRedis.from_url(redis_url)
+
+    async def receive(request: Request) -> Response:
+        event = (await request.json())["event"]
+        received = datetime.fromisoformat(event["received_at"]).timestamp()
+        await conn.hset(ARRIVALS, event["id"], f"{time.time()} {received}")
+        return Response(b"ok")
+
+    app = Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
+
+
 class Sink:
-    """The far side: records when each event's notification arrived."""
+    """The sink process, and what it recorded: when each event arrived, and when the receiver
+    had taken it in (its ``received_at``: one machine, one clock)."""
 
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
+    def __init__(self, redis_url: str) -> None:
         self.port = free_port()
+        self.redis = Redis.from_url(redis_url, decode_responses=True)
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=serve_sink, args=(self.port, redis_url), daemon=True
+        )
+        self.arrivals: dict[str, float] = {}
+        self.received: dict[str, float] = {}
 
-        async def receive(request: Request) -> Response:
-            body = await request.json()
-            self.arrivals[body["event"]["id"]] = time.time()
-            return Response(b"ok")
-
-        app = Starlette(routes=[Route("/hook", receive, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    def read(self) -> None:
+        recorded: dict[str, str] = self.redis.hgetall(ARRIVALS)  # type: ignore[assignment]
+        for key, value in recorded.items():
+            arrived, received = value.split()
+            self.arrivals[key] = float(arrived)
+            self.received[key] = float(received)
 
     def __enter__(self) -> "Sink":
-        self.thread.start()
-        if not wait_until(lambda: self.server.started, 10):
+        self.process.start()
+        if not wait_until(lambda: _listening(self.port), 10):
             raise RuntimeError("the sink did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.process.terminate()
+        self.process.join(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 @contextmanager
@@ -110,26 +145,50 @@ def signed(event_id: str, sent: float) -> tuple[bytes, dict[str, str]]:
     return body, {"X-Etl-Webhook-Signature": mac, "Content-Type": "application/json"}
 
 
-async def post_at_rate(url: str, rate: float, seconds: float, tag: str) -> dict[str, float]:
-    """Post ``rate`` events a second for ``seconds``; the post time of each event id."""
+async def post_at_rate(port: int, rate: float, seconds: float, tag: str) -> dict[str, float]:
+    """Post ``rate`` events a second for ``seconds`` over keep-alive connections of the
+    in-repo load generator (httpx costs more CPU a request than the receiver does, and on two
+    cores that CPU is taken from the system measured); the post time of each event id. A
+    request waits for a free connection, so a receiver that falls behind shows in the
+    posted-to-delivered figures."""
+    loop = asyncio.get_running_loop()
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        _, connection = await loop.create_connection(Connection, "127.0.0.1", port)
+        idle.put_nowait(connection)
+
+    async def post(request: bytes) -> int:
+        connection = await idle.get()
+        try:
+            return await connection.send(request)
+        finally:
+            idle.put_nowait(connection)
+
     sent: dict[str, float] = {}
+    tasks = []
     start = time.perf_counter()
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
-        tasks = []
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event_id = f"{tag}-{i}"
-            now = time.time()
-            body, headers = signed(event_id, now)
-            sent[event_id] = now
-            tasks.append(asyncio.create_task(client.post(url, content=body, headers=headers)))
-        answers = await asyncio.gather(*tasks)
-    refused = [a.status_code for a in answers if a.status_code != 202]
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event_id = f"{tag}-{i}"
+        now = time.time()
+        body, headers = signed(event_id, now)
+        sent[event_id] = now
+        tasks.append(asyncio.create_task(post(_request(port, body, headers))))
+    statuses = await asyncio.gather(*tasks)
+    refused = [status for status in statuses if status != 202]
     if refused:
         raise RuntimeError(f"the receiver refused {len(refused)} events: {refused[:5]}")
     return sent
+
+
+def _request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST /webhooks/etlworks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def noop_rate(redis_url: str, jobs: int) -> float:
@@ -164,7 +223,7 @@ def main() -> None:
         print(
             f"RQ no-op jobs, one SimpleWorker: {noop_rate(redis.url, 2000):.0f} jobs/s", flush=True
         )
-        with Sink() as sink:
+        with Sink(redis.url) as sink:
             port = free_port()
             env = {
                 **os.environ,
@@ -195,20 +254,27 @@ def _ready(port: int) -> bool:
 
 def _measure(sink: Sink, port: int, rate: float, seconds: float, redis_url: str) -> None:
     tag = f"r{int(rate)}-{int(time.time())}"
-    url = f"http://127.0.0.1:{port}/webhooks/etlworks"
-    sent = asyncio.run(post_at_rate(url, rate, seconds, tag))
+    sent = asyncio.run(post_at_rate(port, rate, seconds, tag))
     stopped = time.time()
     backlog = Redis.from_url(redis_url).llen("rq:queue:flowhooks")
-    if not wait_until(lambda: all(e in sink.arrivals for e in sent), 120):
+
+    def arrived() -> bool:
+        sink.read()
+        return all(e in sink.arrivals for e in sent)
+
+    if not wait_until(arrived, 120):
         missing = sum(1 for e in sent if e not in sink.arrivals)
         raise RuntimeError(f"{missing} deliveries did not arrive within 2 minutes")
-    latencies = [sink.arrivals[e] - sent[e] for e in sent]
+    latencies = [sink.arrivals[e] - sink.received[e] for e in sent]
+    posted = [sink.arrivals[e] - sent[e] for e in sent]
     in_time = sum(1 for e in sent if sink.arrivals[e] <= stopped)
     print(
         f"{rate:5.0f} events/s for {seconds:.0f}s: delivered {in_time / seconds:6.1f}/s while "
         f"sending, backlog at the end {backlog} jobs, received-to-delivered "
         f"p50 {statistics.median(latencies) * 1000:6.1f} ms  "
-        f"p99 {percentile(latencies, 0.99) * 1000:7.1f} ms",
+        f"p99 {percentile(latencies, 0.99) * 1000:7.1f} ms; posted-to-delivered "
+        f"p50 {statistics.median(posted) * 1000:6.1f} ms  "
+        f"p99 {percentile(posted, 0.99) * 1000:7.1f} ms",
         flush=True,
     )
 
