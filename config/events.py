@@ -1,6 +1,7 @@
 """The canonical event: what every Etlworks webhook is normalized into, and what rules match on."""
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -64,3 +65,19 @@ class Event(BaseModel):
     chain_depth: int = 0
     """How many runs flowhooks started, one causing the next, led to this event."""
     raw: Any = None
+
+
+def instant(value: Any) -> datetime | None:
+    """A time as Etlworks writes one: epoch seconds or milliseconds (above 10^12, as digits or
+    a number) or an ISO 8601 string, as UTC; ``None`` for anything else."""
+    try:
+        if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+            value = int(value.strip())  # str.isdigit also admits digits int() refuses
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000 if value > 10**12 else value, tz=UTC)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None

@@ -16,11 +16,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from config.events import Event, Kind, Status
+from config.events import Event, Kind, Status, instant
 
 MAX_DEPTH = 64
 MAX_ID = 200
@@ -111,8 +111,8 @@ def normalize(
     kind = _kind(name, status)
     if status is None:
         status = _STATUS_OF_KIND.get(kind)
-    started = _time(_first(here, "started", "startedAt", "startTime", "start"))
-    finished = _time(_first(here, "finished", "finishedAt", "endTime", "ended", "end"))
+    started = instant(_first(here, "started", "startedAt", "startTime", "start"))
+    finished = instant(_first(here, "finished", "finishedAt", "endTime", "ended", "end"))
     # Every value below is built with its field's type, so validation would only cost time
     # (this runs once per request); tests check the output validates.
     return Event.model_construct(
@@ -137,7 +137,7 @@ def normalize(
         started_at=started,
         finished_at=finished,
         duration_ms=_duration(_first(here, "durationMs", "duration"), started, finished),
-        sent_at=_time(top.get("timestamp")),
+        sent_at=instant(top.get("timestamp")),
         received_at=received_at,
         raw=payload,
     )
@@ -287,22 +287,6 @@ def _from_url(url: str | None, pattern: re.Pattern[str]) -> str | None:
 def _digits(value: Any) -> bool:
     """An ASCII number: ``str.isdigit`` also admits ``²``, which ``int()`` refuses."""
     return isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()) is not None
-
-
-def _time(value: Any) -> datetime | None:
-    """Epoch seconds or milliseconds (above 10^12), or an ISO 8601 string, as UTC."""
-    try:
-        if _digits(value):
-            value = int(value.strip())
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = value / 1000 if value > 10**12 else value
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        if isinstance(value, str):
-            parsed = datetime.fromisoformat(value.strip())
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
 
 
 def _duration(value: Any, started: datetime | None, finished: datetime | None) -> int | None:

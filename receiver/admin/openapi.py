@@ -5,6 +5,7 @@ the tests run schemathesis against the served API with it."""
 
 from typing import Any
 
+from config.events import LABELS
 from config.schema import SOURCE_NAME
 from receiver.admin import queries
 from receiver.admin.reports import FLOW_KINDS
@@ -180,18 +181,14 @@ EVENT_FIELDS: dict[str, Any] = {
     **{
         name: _nullable("string")
         for name in (
-            "flow_id",
-            "flow_name",
-            "audit_id",
-            "webhook_id",
-            "entity_id",
-            "entity_url",
-            "error",
+            *LABELS[LABELS.index("flow_id") :],
             "started_at",
             "finished_at",
             "sent_at",
+            "triggered_by",
         )
     },
+    "chain_depth": {"type": "integer"},
     "tags": _TEXTS,
     "params": {"type": "object", "additionalProperties": _STRING},
     "duration_ms": _nullable("integer"),

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from config import keys
 from config.deadletters import Missing
 from config.eventlog import Filters
+from config.events import Event
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
 from receiver.admin import queries
@@ -416,7 +417,8 @@ def _views(detail: Mapping[str, Any]) -> dict[str, Any]:
     """What the event page shows besides the detail itself: the event's labels in order, and
     each timeline entry's own fields."""
     event = detail["event"]
-    labels = [(name, event.get(name)) for name in _SHOWN if event.get(name) not in (None, "", [])]
+    shown = [name for name in _SHOWN if event.get(name) not in (None, "", [], {}, 0)]
+    labels = [(name, event.get(name)) for name in shown]
     entries = [
         {
             "at": str(entry.get("at", "")),
@@ -428,24 +430,5 @@ def _views(detail: Mapping[str, Any]) -> dict[str, Any]:
     return {"labels": labels, "entries": entries}
 
 
-_SHOWN = (
-    "id",
-    "source",
-    "event",
-    "kind",
-    "status",
-    "flow_id",
-    "flow_name",
-    "audit_id",
-    "webhook_id",
-    "entity_id",
-    "entity_url",
-    "tags",
-    "params",
-    "error",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "sent_at",
-    "received_at",
-)
+_SHOWN = tuple(name for name in Event.model_fields if name != "raw")
+"""The event's fields, in the model's order; ``raw`` has a section of its own."""

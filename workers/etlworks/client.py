@@ -29,13 +29,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 
+from config.events import instant
 from workers.sinks import DEADLINE, DeliveryError, check_response, encode_json, redact_http_logs
 
 __all__ = ["MAX_RESPONSE", "SINK", "TERMINAL", "EtlworksClient", "Execution", "RunStarted"]
@@ -267,8 +268,8 @@ def _execution(record: Mapping[str, Any], flow_id: str, audit_id: str | None) ->
     status = _first_text(record, "status", "executionStatus")
     if audit is None or status is None:
         raise _unexpected("an execution without auditId or status")
-    started = _time(_first(record, "started", "startedAt", "startTime"))
-    finished = _time(_first(record, "finished", "finishedAt", "endTime", "ended"))
+    started = instant(_first(record, "started", "startedAt", "startTime"))
+    finished = instant(_first(record, "finished", "finishedAt", "endTime", "ended"))
     return Execution(
         flow_id=_text(record.get("flowId")) or flow_id,
         audit_id=audit,
@@ -298,21 +299,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     return str(value).strip() or None
-
-
-def _time(value: Any) -> datetime | None:
-    """Epoch milliseconds (or seconds, below 10^12) or ISO 8601, as UTC."""
-    try:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value / 1000 if value > 10**12 else value, tz=UTC)
-        if isinstance(value, str):
-            parsed = datetime.fromisoformat(value.strip())
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
 
 
 def _duration(value: Any, started: datetime | None, finished: datetime | None) -> int | None:
