@@ -24,7 +24,6 @@ status, never a response body, and httpx's request logs are cut to the origin
 (:func:`~workers.sinks.redact_http_logs`).
 """
 
-import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ import httpx
 from pydantic import SecretStr
 
 from config.events import instant
-from workers.sinks import DEADLINE, DeliveryError, check_response, encode_json, redact_http_logs
+from workers.sinks import DEADLINE, DeliveryError, check_response, encode_json, exchange
 
 __all__ = ["MAX_RESPONSE", "SINK", "TERMINAL", "EtlworksClient", "Execution", "RunStarted"]
 
@@ -175,70 +174,24 @@ class EtlworksClient:
             content = encode_json(SINK, json_body)
             headers["content-type"] = "application/json"
         url = self.base_url + "/" + path.lstrip("/")
-        response = await self._exchange(method, url, content, headers, params)
+        # one more byte than kept, to tell an answer that is too long
+        response = await exchange(
+            SINK,
+            self._client,
+            method,
+            url,
+            content=content,
+            headers=headers,
+            params=params,
+            deadline=self.timeout,
+            max_body=MAX_RESPONSE + 1,
+        )
+        if len(response.content) > MAX_RESPONSE:
+            reason = f"answer longer than {MAX_RESPONSE} bytes"
+            raise DeliveryError(SINK, reason, retryable=False, status=response.status_code)
         status = response.status_code
         check_response(SINK, response, detail=not_found if status == 404 else _DETAILS.get(status))
         return _decode(response)
-
-    async def _exchange(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        """One attempt, classified as :func:`workers.sinks.post` classifies a POST's."""
-        redact_http_logs()
-        failure: DeliveryError | None = None
-        body = b""
-        try:
-            async with asyncio.timeout(self.timeout):
-                request = self._client.build_request(
-                    method,
-                    url,
-                    content=content,
-                    headers=headers,
-                    params=params,
-                    timeout=self.timeout,
-                )
-                response = await self._client.send(request, stream=True, follow_redirects=False)
-                try:
-                    body = await _read_capped(response)
-                finally:
-                    await response.aclose()
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            failure = DeliveryError(SINK, type(exc).__name__, retryable=False)
-        except httpx.HTTPError as exc:
-            failure = DeliveryError(SINK, type(exc).__name__, retryable=True)
-        except TimeoutError:
-            failure = DeliveryError(SINK, "deadline exceeded", retryable=True)
-        except Exception as exc:  # its message may quote the URL or a header, never re-raised
-            failure = DeliveryError(SINK, type(exc).__name__, retryable=False)
-        if failure is not None:
-            raise failure  # outside the except blocks: nothing chained
-        if len(body) > MAX_RESPONSE:
-            reason = f"answer longer than {MAX_RESPONSE} bytes"
-            raise DeliveryError(SINK, reason, retryable=False, status=response.status_code)
-        return httpx.Response(
-            response.status_code, headers=_kept(response.headers), content=body, request=request
-        )
-
-
-def _kept(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """The headers but those describing the encoding of a body that is decoded already."""
-    dropped = ("content-encoding", "content-length", "transfer-encoding")
-    return [(name, value) for name, value in headers.multi_items() if name not in dropped]
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    """The body, or its first :data:`MAX_RESPONSE` bytes and one more to say there were more."""
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > MAX_RESPONSE:
-            break
-    return bytes(body[: MAX_RESPONSE + 1])
 
 
 def _decode(response: httpx.Response) -> Any:

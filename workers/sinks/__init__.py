@@ -50,6 +50,7 @@ __all__ = [
     "RedactHttpLogs",
     "check_response",
     "encode_json",
+    "exchange",
     "parse_retry_after",
     "post",
     "redact_http_logs",
@@ -219,23 +220,45 @@ async def post(
     *,
     deadline: float = DEADLINE,
 ) -> httpx.Response:
-    """POST ``content`` to ``url`` and return the response with at most :data:`MAX_BODY`
-    bytes of its body read. Redirects are not followed.
+    """POST ``content`` to ``url``: :func:`exchange` with at most :data:`MAX_BODY` bytes of
+    the answer read."""
+    return await exchange(
+        sink, client, "POST", url, content=content, headers=headers, deadline=deadline
+    )
+
+
+async def exchange(
+    sink: str,
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    deadline: float = DEADLINE,
+    max_body: int = MAX_BODY,
+) -> httpx.Response:
+    """One HTTP attempt; the response with at most ``max_body`` bytes of its body read (the
+    rest is never downloaded). Redirects are not followed.
 
     Each phase has the client's timeouts, the whole attempt ``deadline`` seconds. Raises
     :class:`DeliveryError` with only the exception's class name as the reason, since httpx's
     messages quote the URL: retryable for connection errors, timeouts and protocol errors
     (any ``httpx.HTTPError``), permanent for a URL httpx cannot use and for anything else that
-    escapes httpx (a port out of range surfaces as an ``ExceptionGroup``).
+    escapes httpx (a port out of range surfaces as an ``ExceptionGroup``; an illegal header
+    value, which may be a key, as a ``ValueError`` quoting it).
     """
     redact_http_logs()
     failure: DeliveryError | None = None
     try:
         async with asyncio.timeout(deadline):
-            request = client.build_request("POST", url, content=content, headers=headers)
+            request = client.build_request(
+                method, url, content=content, headers=headers, params=params
+            )
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
-                body = await _read_capped(response)
+                body = await _read_capped(response, max_body)
             finally:
                 await response.aclose()
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
@@ -257,13 +280,13 @@ async def post(
     return httpx.Response(response.status_code, headers=kept, content=body, request=request)
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
-        if len(body) >= MAX_BODY:
+        if len(body) >= limit:
             break
-    return bytes(body[:MAX_BODY])
+    return bytes(body[:limit])
 
 
 class RedactHttpLogs(logging.Filter):
