@@ -626,7 +626,9 @@ class Deliverer:
                     **asdict(spec),
                     "attempt": spec.attempt + 1,
                     "first_at": first_at,
-                    "paced": False,
+                    # a notification waits for its pace again; an Etlworks action that
+                    # already waited its delay does not wait it twice
+                    "paced": spec.paced and action.etlworks is not None,
                     "refs": spec.refs,
                 }
             )
