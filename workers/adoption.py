@@ -34,7 +34,7 @@ RQ_JOB = "rq:job:"
 RQ_QUEUE = f"rq:queue:{keys.QUEUE}"
 
 # KEYS: the queue, the taker's list. ARGV: the id routed last ('' for none), the route job id
-# prefix, the list's ttl, RQ's job key prefix, the solo key prefix.
+# prefix, the list's ttl, RQ's job key prefix, the solo key prefix, the taken lists' prefix.
 _TAKE = """
 if ARGV[1] ~= '' then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
@@ -46,6 +46,8 @@ if not id or string.sub(id, 1, #ARGV[2]) ~= ARGV[2]
   return false
 end
 redis.call('LPOP', KEYS[1])
+-- a route job re-run after its worker died may still hold jobs it took: they go back first
+while redis.call('RPOPLPUSH', ARGV[6] .. id, KEYS[1]) do end
 redis.call('RPUSH', KEYS[2], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return {id, redis.call('HGET', ARGV[4] .. id, 'data') or ''}
@@ -90,7 +92,7 @@ class Taker:
         the ref ``None`` for a job that is not a plain route job (given back at once), or
         ``None`` when the head of the queue holds no route job to take."""
         last, self.last = self.last, ""
-        args = (last, keys.ROUTE_JOB_PREFIX, self.ttl, RQ_JOB, keys.solo(""))
+        args = (last, keys.ROUTE_JOB_PREFIX, self.ttl, RQ_JOB, keys.solo(""), keys.adopted(""))
         taken = self.conn.eval(_TAKE, 2, RQ_QUEUE, self.held, *args)
         if not taken:
             return None

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import WatchError
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -41,26 +42,35 @@ def store(
     """Store ``event`` (a canonical event as JSON) and queue its route job; its ref, or
     ``None`` when an event of that source and id was stored before."""
     ref = keys.ref(event["source"], event["id"])
-    if not conn.set(keys.dedup(ref), "1", nx=True, ex=int(retention)):
-        return None
     received = eventlog.entry("received", synthetic=True, triggered_by=event.get("triggered_by"))
+    queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
+    # One transaction, the dedup key in it: a job that dies before it stored nothing, and its
+    # retry stores it all; one that dies after finds it stored.
     with conn.pipeline(transaction=True) as pipe:
+        pipe.watch(keys.dedup(ref))  # type: ignore[no-untyped-call]
+        if pipe.exists(keys.dedup(ref)):
+            return None
+        pipe.multi()
         pipe.set(keys.event(ref), json.dumps(event, default=str), ex=int(retention))
         pipe.rpush(keys.timeline(ref), json.dumps(received, default=str))
         pipe.expire(keys.timeline(ref), int(retention))
         pipe.zadd(keys.EVENT_INDEX, {ref: int(time.time() * 1000)})
-        pipe.execute()
-    if route:
-        queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
-        queue.enqueue(
-            keys.ROUTE_TASK,
-            ref,
-            job_id=keys.route_job_id(ref),
-            job_timeout=int(job_timeout),
-            result_ttl=0,
-            failure_ttl=int(retention),
-            retry=CRASH_RETRY,
-        )
+        if route:
+            queue.enqueue_call(
+                keys.ROUTE_TASK,
+                args=(ref,),
+                job_id=keys.route_job_id(ref),
+                timeout=int(job_timeout),
+                result_ttl=0,
+                failure_ttl=int(retention),
+                retry=CRASH_RETRY,
+                pipeline=pipe,
+            )
+        pipe.set(keys.dedup(ref), "1", ex=int(retention))
+        try:
+            pipe.execute()
+        except WatchError:  # stored by another run in between
+            return None
     return ref
 
 
@@ -136,7 +146,9 @@ def claim_outcome(conn: "Redis", event: Mapping[str, Any], ttl: float) -> str | 
     """Claim the routing of a run's final outcome for ``event``: ``None`` when it is this
     event's to route, else the ref of the event (the webhook, or flowhooks' own) that claimed
     it first. Events that are not a run's final outcome are always their own to route."""
-    if event.get("kind") not in {*KINDS.values(), "flow.timeout"}:
+    # A timeout is flowhooks giving up waiting, not the run's end: the run's real outcome,
+    # when it comes, is routed all the same.
+    if event.get("kind") not in KINDS.values():
         return None
     if not (event.get("flow_id") and event.get("audit_id")):
         return None

@@ -101,7 +101,10 @@ def _route_taken(job: Job, taker: Taker, job_id: str, ref: str) -> None:
     try:
         _route(job, ref, job_id)
     except JobTimeoutException:
-        raise  # this job's own time is up: what it holds goes back to the queue
+        # this job's time is up: the event it was routing goes back as a job of its own (it
+        # may be the slow one), the rest of what it holds goes back to the queue
+        taker.release(job_id)
+        raise
     except Exception:
         source, event_id = keys.split_ref(ref)
         log.exception(
@@ -280,10 +283,12 @@ def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
     if kind in SUCCESS_KINDS:
         conn.delete(key)
         return {**event, "consecutive_failures": "0"}
+    # a set of the failures' refs: an event routed again (a retried job, a replay) counts once
     with conn.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
+        pipe.sadd(key, keys.ref(str(event["source"]), str(event["id"])))
+        pipe.scard(key)
         pipe.expire(key, INCIDENT_TTL)
-        count, _ = pipe.execute()
+        _, count, _ = pipe.execute()
     return {**event, "consecutive_failures": str(count)}
 
 

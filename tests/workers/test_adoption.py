@@ -98,3 +98,16 @@ def test_the_receivers_plain_json_job_data_is_read(redis: Redis) -> None:
     redis.hset(f"rq:job:{job_id}", "data", f'["{keys.ROUTE_TASK}", null, ["{ref}"], {{}}]')
     redis.rpush(RQ_QUEUE, job_id)
     assert Taker(redis, "route-me", TTL).take() == (job_id, ref)
+
+
+def test_a_job_taken_after_its_worker_died_gives_back_what_it_held(redis: Redis) -> None:
+    """RQ runs a route job again after its worker died; if another route job takes it from
+    the queue, the events the dead run held go back to the queue first, not astray."""
+    dead, held, behind = (route_job(redis, f"etl:ev-{i}") for i in range(3))
+    redis.lpop(RQ_QUEUE)  # a worker dequeues `dead`, runs it, and its route job takes `held`
+    assert Taker(redis, dead.id, TTL).take() == (held.id, "etl:ev-1")
+    redis.lpush(RQ_QUEUE, dead.id)  # the worker died; RQ queues `dead` again
+    other = Taker(redis, "route-other", TTL)
+    assert other.take() == (dead.id, "etl:ev-0")
+    assert queued(redis) == [held.id, behind.id]
+    assert not redis.exists(keys.adopted(dead.id))

@@ -180,6 +180,9 @@ class Actor:
             if exc.retryable and time.time() < poll.until:
                 self.follow(poll, max(poll.interval, exc.retry_after or 0.0))
                 return
+            if exc.retryable:  # the wait is over and the API still cannot say: a timeout
+                self._outcome(poll, cause, "flow.timeout", None, None)
+                return
             eventlog.append(
                 self.conn,
                 poll.cause,
@@ -197,13 +200,24 @@ class Actor:
         else:
             self.follow(poll, min(poll.interval * 2, MAX_POLL))
             return
+        self._outcome(poll, cause, kind, status, record)
+
+    def _outcome(
+        self,
+        poll: Poll,
+        cause: Mapping[str, Any],
+        kind: str,
+        status: str | None,
+        record: Execution | None,
+    ) -> None:
+        """Store and route the followed run's outcome; note it on the cause's timeline."""
         event = synthetic.outcome_event(
             cause,
             flow_id=poll.flow_id,
             audit_id=poll.audit_id,
             kind=kind,
             status=status,
-            record=_record(record),
+            record=_record(record) if record else None,
         )
         ref = synthetic.store(
             self.conn, event, retention=self.retention, job_timeout=self.job_timeout
@@ -268,12 +282,19 @@ class Run:
         key = keys.trigger(self.trigger)
         audit_id = await self._started(key, flow_id)
         if audit_id is None:
-            conn.hset(key, "depth", depth)  # before the call: the run's webhook may come first
+            # before the call: the run's webhook may come first, and carries the trigger
+            conn.hset(key, "depth", depth)
+            if chain is not None:
+                conn.hset(key, "chain", json.dumps({"root": chain[0], "attempt": chain[1]}))
             try:
                 run = await self.api.run_flow(flow_id, {**params, TRIGGER_PARAM: self.trigger})
             except DeliveryError as exc:
-                if exc.status is not None:  # Etlworks answered: nothing was started
-                    conn.delete(key)
+                if exc.status is not None and 400 <= exc.status < 500:
+                    conn.delete(key)  # refused: nothing was started
+                elif exc.status is not None:
+                    # a 5xx (or an answer not understood) may follow a run that started: the
+                    # next attempt looks among the executions first, at once
+                    conn.hset(key, "claimed_at", "0")
                 raise
             audit_id = run.audit_id
             conn.hset(key, "audit_id", audit_id)
@@ -350,7 +371,7 @@ class Run:
             return Acted({"skipped": "not a failed run"}, [])
         conn = self.actor.conn
         source = str(event["source"])
-        stored = conn.get(keys.chain(source, flow_id, audit_id)) if audit_id else None
+        stored = self._chain(source, flow_id, audit_id)
         chain: dict[str, Any] = (
             json.loads(stored) if stored else {"root": audit_id or self.ref, "attempt": 0}
         )
@@ -385,13 +406,25 @@ class Run:
         # "retry", not "attempt": the timeline entry's "attempt" is the delivery's own
         return Acted({**done, "retry": attempt + 1}, [])
 
+    def _chain(self, source: str, flow_id: str, audit_id: str) -> str | None:
+        """The retry chain this failed run belongs to: kept by its audit id once flowhooks
+        knew it, else with the trigger the run's parameters name (set before the call)."""
+        conn = self.actor.conn
+        stored = conn.get(keys.chain(source, flow_id, audit_id)) if audit_id else None
+        if stored is None:
+            params = self.event.get("params")
+            cause = params.get(TRIGGER_PARAM) if isinstance(params, Mapping) else None
+            stored = conn.hget(keys.trigger(str(cause)), "chain") if cause else None
+        return _text(stored) if stored is not None else None
+
     def _escalate(self, acting: RetryAction, root: str, reason: str) -> Acted:
         """Escalate once a chain. A delivery run again (its worker died after claiming the
         escalation) asks for the notifications again: each is made once, by its own id."""
         source, flow_id = str(self.event["source"]), str(self.event.get("flow_id"))
         once = f"{keys.chain(source, flow_id, root)}:escalated"
         ttl = int(self.actor.retention)
-        first = self.actor.conn.set(once, self.trigger, nx=True, ex=ttl, get=True)
+        conn = self.actor.conn
+        first = None if conn.set(once, self.trigger, nx=True, ex=ttl) else conn.get(once)
         if isinstance(first, bytes | str) and _text(first) != self.trigger:
             return Acted({"escalated": False, "reason": f"{reason}; escalated before"}, [])
         # hashed: an action's name may hold a dot, which an RQ job id (a retry's) may not
