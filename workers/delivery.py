@@ -575,8 +575,12 @@ class Deliverer:
             Spec(spec.ref, spec.route, name, "notify", delivery_id, first_at=time.time())
             for name, delivery_id in acted.notify
         ]
-        if follow:
-            await self.attempt_all(follow, client)
+        if follow:  # each a delivery of its own: one that fails for good is a dead job of its own
+            own, self.own_job = self.own_job, None
+            try:
+                await self.attempt_all(follow, client)
+            finally:
+                self.own_job = own
         return Outcome(spec, "delivered")
 
     def _done(self, spec: Spec, stage: str, **fields: Any) -> None:

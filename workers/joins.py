@@ -189,7 +189,9 @@ def observe(
 ) -> Completion | None:
     """Record the members of join ``name`` that ``event`` (a stored event) meets, in the
     window of the event's time; the :class:`Completion` when this completes the window, which
-    of any number of calls, racing or repeated, exactly one returns. ``None`` for an event
+    of any number of calls racing, one event's returns (a cron window's completing event gets
+    it again when observed again, so that a job that died before acting acts when re-run; the
+    join's delivery ids keep its actions to once). ``None`` for an event
     that meets no member, belongs to a closed window, or completes nothing. ``now`` is aware;
     an event without a readable time is taken to have happened then. Raises Redis' errors."""
     if now.utcoffset() is None:
@@ -234,10 +236,19 @@ def due_expiries(conn: "Redis", joins: Mapping[str, Join], now: datetime) -> lis
 # Cron windows -------------------------------------------------------------------------------
 
 _OBSERVE = """
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+local hit = tonumber(ARGV[5])
+local run = redis.call('GET', KEYS[2])
+if run then
+  -- the event that completed the window, routed again (its job died before the join's
+  -- actions went out): the completion again; their delivery ids keep them to once
+  if run == ARGV[1] then
+    return redis.call('HMGET', KEYS[1], unpack(ARGV, 6 + hit))
+  end
   return false
 end
-local hit = tonumber(ARGV[5])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return false
+end
 for i = 6, 5 + hit do
   redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1])
 end
@@ -257,7 +268,7 @@ return refs
 """
 """KEYS: hits, run, expired, open. ARGV: the event's ref, TTL, the open-set entry, its score,
 the number of members hit, their names, then the names of all members. The member refs in
-order when this completes the window, else false."""
+order when this event completes (or completed) the window, else false."""
 
 _EXPIRE = """
 if redis.call('ZREM', KEYS[4], ARGV[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then

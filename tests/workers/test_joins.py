@@ -90,11 +90,11 @@ def test_two_members_in_a_window_complete_it_once(redis: Redis) -> None:
     assert observe(redis, "marts", DAILY, event("A", "a1", "2026-05-04T08:00+02:00"), NOON) is None
     done = observe(redis, "marts", DAILY, event("B", "b1", "2026-05-04T09:00+02:00"), NOON)
     assert done == Completion("marts", MAY_4, MAY_4_START, MAY_4_END, {A: "prod:a1", B: "prod:b1"})
-    for again in (
-        event("B", "b1", "2026-05-04T09:00+02:00"),
-        event("A", "a2", "2026-05-04T10:00Z"),
-    ):
-        assert observe(redis, "marts", DAILY, again, NOON) is None
+    assert observe(redis, "marts", DAILY, event("A", "a2", "2026-05-04T10:00Z"), NOON) is None
+    # the completing event observed again (its job died before the join acted): the same
+    # completion, whose actions' delivery ids keep them to once
+    again = observe(redis, "marts", DAILY, event("B", "b1", "2026-05-04T09:00+02:00"), NOON)
+    assert again == done
     assert redis.exists(run_key("marts", MAY_4))
     assert redis.zcard(OPEN_KEY) == 0
     assert due_expiries(redis, {"marts": DAILY}, MAY_4_END + timedelta(days=1)) == []
