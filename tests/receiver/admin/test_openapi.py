@@ -8,6 +8,7 @@ still be refused with a documented 400 (a matcher naming an unknown label, a reg
 not compile, an instant past the year 9999), which no schema can say.
 """
 
+import re
 from typing import Any
 
 import hypothesis
@@ -22,6 +23,22 @@ from tests.receiver.admin.support import AUTH, TOKEN, store
 from tests.support import ServedApp
 
 pytestmark = pytest.mark.slow
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FRAMING = {"transfer-encoding", "content-length", "host", "connection", "expect", "upgrade"}
+
+
+def sendable(case: Case[Any]) -> bool:
+    """Whether HTTP can carry the request to the API at all: one with a header that breaks the
+    message's framing or syntax is answered by the HTTP server (uvicorn's plain-text 400)
+    before any application sees it, so it tells nothing about the API."""
+    for name, value in (case.headers or {}).items():
+        if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING:
+            return False
+        if any(char in str(value) for char in "\r\n\x00"):
+            return False
+    return True
 
 
 @pytest.fixture
@@ -55,6 +72,7 @@ def test_the_api_answers_as_its_document_says(served: ServedApp, mode: Generatio
     )
     @given(case=schema.as_strategy(generation_mode=mode))
     def check(case: Case[Any]) -> None:
+        hypothesis.assume(sendable(case))
         case.call_and_validate(base_url=served.url, excluded_checks=[positive_data_acceptance])
 
     check()
