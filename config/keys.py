@@ -13,6 +13,11 @@ EVENT_INDEX = f"{PREFIX}:events"
 """Sorted set of refs scored by received time in milliseconds."""
 
 
+def text(reply: bytes | str) -> str:
+    """A Redis reply as text, from a client that decodes replies or one that does not."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 def ref(source: str, event_id: str) -> str:
     return f"{source}:{event_id}"
 

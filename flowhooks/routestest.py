@@ -13,11 +13,11 @@ from typing import Any
 
 from config.events import Event
 from config.schema import Config
+from config.silences import Silence
 from receiver.normalize import Unparseable, normalize, parse_body
 from workers.delivery import Incident, Planned, labels_of, plan
 from workers.rendering import RenderError, render
 from workers.routing import match
-from workers.silences import Silence
 
 
 def load_event(

@@ -96,7 +96,7 @@ class Taker:
         taken = self.conn.eval(_TAKE, 2, RQ_QUEUE, self.held, *args)
         if not taken:
             return None
-        job_id = _text(taken[0])
+        job_id = keys.text(taken[0])
         ref = _route_ref(taken[1] if isinstance(taken[1], bytes) else taken[1].encode())
         if ref is None:
             self.release(job_id)
@@ -120,10 +120,6 @@ class Taker:
         """Return every job still held to the head of the queue; how many there were."""
         self.last = ""
         return int(self.conn.eval(_GIVE_BACK, 2, RQ_QUEUE, self.held))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _route_ref(data: bytes) -> str | None:

@@ -35,16 +35,16 @@ from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from config import eventlog, keys
+from config import deadletters, eventlog, keys
 from config.base import DERIVED
 from config.events import LABELS
 from config.schema import Action, Config, RetryPolicy
+from config.silences import Silence, matching, parse_all
 from config.timeintervals import active
 from workers import sinks
 from workers.metrics import WorkerMetrics
 from workers.rendering import Rendered, RenderError, render, render_digest
 from workers.routing import Match, match
-from workers.silences import Silence, matching, parse_all
 
 log = logging.getLogger("flowhooks.worker")
 
@@ -57,7 +57,7 @@ PACE = {"slack": 1.0, "pagerduty": 0.5}
 PagerDuty 120 events a minute per routing key."""
 INLINE_WAIT = 3.0
 """A paced delivery waiting longer than this gets a scheduled job instead of a sleeping one."""
-DELIVER_TASK = "workers.tasks.deliver"
+DELIVER_TASK = deadletters.DELIVER_TASK
 CRASH_RETRY = Retry(max=3, interval=[0, 30, 300])
 """RQ's retries of a delivery job that did not finish: its worker died under it (RQ's
 abandoned-job recovery) or it raised something other than :class:`DeliveryFailed` (a timeout,
@@ -96,6 +96,12 @@ def delivery_id(*parts: str) -> str:
     return "d" + hashlib.sha1("\x00".join(parts).encode(), usedforsecurity=False).hexdigest()
 
 
+def acts(config: Config, action: str) -> bool:
+    """Whether ``action`` acts on Etlworks: it is neither grouped, nor held back by a repeat
+    interval, nor an incident to note or resolve."""
+    return action in config.actions and config.actions[action].etlworks is not None
+
+
 def labels_of(event: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
     labels = {name: str(event.get(name) or "") for name in (*LABELS, *DERIVED)}
     return labels, [str(t) for t in event.get("tags") or ()]
@@ -120,7 +126,7 @@ def plan(
         for action in route.actions:
             reason, detail = _suppression(config, route, silence, at)
             incident = open_by_route.get((route.path, action))
-            acting = action in config.actions and config.actions[action].etlworks is not None
+            acting = acts(config, action)
             if reason is None and failure and incident is not None and not acting:
                 since = at.timestamp() - incident.last_notified_at
                 if since < route.repeat_interval:
@@ -199,7 +205,7 @@ def load_state(
     incidents = []
     for data in stored:
         if data:
-            fields = {_text(k): _text(v) for k, v in data.items()}
+            fields = {keys.text(k): keys.text(v) for k, v in data.items()}
             incidents.append(
                 Incident(
                     route=fields["route"],
@@ -210,10 +216,6 @@ def load_state(
                 )
             )
     return found, incidents
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def received_at(event: Mapping[str, Any]) -> float | None:
@@ -342,7 +344,7 @@ def add_to_group(
     state = conn.eval(_ADD_TO_GROUP, 2, keys.group(gid), keys.group_flush(gid), ref, ttl)
     if state is None:
         return None
-    last_flush = _text(state)
+    last_flush = keys.text(state)
     if not last_flush:
         return planned.match.group_wait
     return max(float(last_flush) + planned.match.group_interval - now, 0.0)
@@ -351,7 +353,7 @@ def add_to_group(
 def peek_group(conn: "Redis", gid: str) -> list[str]:
     """The refs the group gathered so far, left in place until :func:`end_flush`: a flush
     that dies half-way is run again with the same refs, so the same digest id."""
-    return [_text(r) for r in conn.lrange(keys.group(gid), 0, -1)]
+    return [keys.text(r) for r in conn.lrange(keys.group(gid), 0, -1)]
 
 
 def end_flush(conn: "Redis", gid: str, taken: int, now: float, group_interval: float) -> bool:
@@ -423,6 +425,25 @@ class Spec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Spec":
         return cls(**{**data, "refs": tuple(data.get("refs", ()))})
+
+
+def schedule(
+    queue: Queue, spec: Spec, delay: float, *, job_timeout: float, retention: float, tag: str = ""
+) -> None:
+    """Run ``spec`` (again) in ``delay`` seconds, as a deliver job; ``tag`` tells apart jobs
+    of one attempt (an action deferred again by the job that ran the last deferral: RQ deletes
+    a job that finished, so the next one needs an id of its own)."""
+    suffix = ("-paced" if spec.paced else "") + (f"-{tag}" if tag else "")
+    queue.enqueue_at(
+        not_before(delay),
+        DELIVER_TASK,
+        spec.to_json(),
+        job_id=f"{spec.delivery_id}-{spec.attempt}{suffix}",
+        job_timeout=int(job_timeout),
+        result_ttl=0,
+        failure_ttl=int(retention),
+        retry=CRASH_RETRY,
+    )
 
 
 class DeliveryFailed(Exception):
@@ -511,19 +532,14 @@ class Deliverer:
         except sinks.DeliveryError as exc:
             return self._failed(spec, action, exc, time.monotonic() - started, context)
         took = time.monotonic() - started
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
-            self._timeline(
-                spec,
-                "delivery",
-                conn=pipe,
-                outcome="delivered",
-                attempt=spec.attempt,
-                status=status,
-                duration_ms=int(took * 1000),
-                summary=rendered.summary,
-            )
-            pipe.execute()
+        self._done(
+            spec,
+            "delivery",
+            outcome="delivered",
+            status=status,
+            duration_ms=int(took * 1000),
+            summary=rendered.summary,
+        )
         self.metrics.deliveries.labels(action.sink, "delivered").inc()
         self._observe_latency(ref)
         log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
@@ -644,19 +660,8 @@ class Deliverer:
         return self.dead_letter(spec, f"{why}: {exc}")
 
     def schedule(self, spec: Spec, delay: float, tag: str = "") -> None:
-        """Run ``spec`` again in ``delay`` seconds; ``tag`` tells apart jobs of one attempt
-        (an action deferred again by the job that ran the last deferral: RQ deletes a job
-        that finished, so the next one needs an id of its own)."""
-        suffix = ("-paced" if spec.paced else "") + (f"-{tag}" if tag else "")
-        self.queue.enqueue_at(
-            not_before(delay),
-            DELIVER_TASK,
-            spec.to_json(),
-            job_id=f"{spec.delivery_id}-{spec.attempt}{suffix}",
-            job_timeout=int(self.job_timeout),
-            result_ttl=0,
-            failure_ttl=int(self.retention),
-            retry=CRASH_RETRY,
+        schedule(
+            self.queue, spec, delay, job_timeout=self.job_timeout, retention=self.retention, tag=tag
         )
 
     def dead_letter(self, spec: Spec, reason: str) -> Outcome:

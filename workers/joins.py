@@ -216,7 +216,7 @@ def due_expiries(conn: "Redis", joins: Mapping[str, Join], now: datetime) -> lis
     found: list[Expiry] = []
     due = cast(list[bytes | str], conn.zrangebyscore(OPEN_KEY, "-inf", now.timestamp()))
     for raw in due:
-        entry = _text(raw)
+        entry = keys.text(raw)
         window = json.loads(entry)
         name = window["join"]
         join = joins.get(name)
@@ -308,7 +308,7 @@ def _observe_cron(
     if not refs:
         return None
     return Completion(
-        name, span.key, span.start, span.end, dict(zip(members, map(_text, refs), strict=True))
+        name, span.key, span.start, span.end, dict(zip(members, map(keys.text, refs), strict=True))
     )
 
 
@@ -317,7 +317,7 @@ def _expire_cron(
 ) -> Expiry | None:
     key = window["window"]
     found = (hits_key(name, key), run_key(name, key), expire_key(name, key))
-    flat = [_text(x) for x in conn.eval(_EXPIRE, 4, *found, OPEN_KEY, entry, KEEP) or ()]
+    flat = [keys.text(x) for x in conn.eval(_EXPIRE, 4, *found, OPEN_KEY, entry, KEEP) or ()]
     hits = dict(zip(flat[::2], flat[1::2], strict=True))
     members = [member.name for member in join.all]
     seen = {member: hits[member] for member in members if member in hits}
@@ -486,13 +486,13 @@ def _load(
     watching, so before the transaction's MULTI)."""
     pending: dict[str, _Pending] = {}
     for field, value in pipe.hgetall(pending_key(name)).items():
-        if _text(field) in members:
+        if keys.text(field) in members:
             data = json.loads(value)
-            pending[_text(field)] = _Pending(tuple(data["first"]), tuple(data["latest"]))
+            pending[keys.text(field)] = _Pending(tuple(data["first"]), tuple(data["latest"]))
     used = {
-        _text(field): float(value)
+        keys.text(field): float(value)
         for field, value in pipe.hgetall(used_key(name)).items()
-        if _text(field) in members
+        if keys.text(field) in members
     }
     return pending, used
 
@@ -534,7 +534,3 @@ def _rolling_ttl(join: Join) -> int:
 def _entry(**fields: str) -> str:
     """An entry of :data:`OPEN_KEY`, written the same way by every worker."""
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -21,7 +21,6 @@ from workers import adoption, context, joins, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
-    DELIVER_TASK,
     FAILURE_KINDS,
     INCIDENT_TTL,
     SUCCESS_KINDS,
@@ -29,6 +28,7 @@ from workers.delivery import (
     DeliveryFailed,
     Planned,
     Spec,
+    acts,
     add_to_group,
     close_incidents,
     delivery_id,
@@ -42,6 +42,7 @@ from workers.delivery import (
     peek_group,
     plan,
     received_at,
+    schedule,
 )
 from workers.etlworks.actions import Actor, Poll
 from workers.routing import Match, match
@@ -196,7 +197,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     failures = {
         (p.route, p.action)
         for p in planned
-        if p.kind == "notify" and not p.suppressed and not _acts(ctx.config, p.action)
+        if p.kind == "notify" and not p.suppressed and not acts(ctx.config, p.action)
     }
     for outcome in outcomes:
         spec = outcome.spec
@@ -256,21 +257,8 @@ def expire_joins(
                 delivery_id("join-expired", expiry.join, expiry.window_key, action),
                 first_at=time.time(),
             )
-            queue.enqueue(
-                DELIVER_TASK,
-                spec.to_json(),
-                job_id=f"{spec.delivery_id}-1",
-                job_timeout=int(job_timeout),
-                result_ttl=0,
-                failure_ttl=int(retention),
-                retry=CRASH_RETRY,
-            )
+            schedule(queue, spec, 0, job_timeout=job_timeout, retention=retention)
     return len(expired)
-
-
-def _acts(config: Config, action: str) -> bool:
-    """Whether ``action`` acts on Etlworks (which opens no incident)."""
-    return action in config.actions and config.actions[action].etlworks is not None
 
 
 def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
@@ -384,8 +372,8 @@ def deliver(spec: dict[str, Any]) -> None:
     if outcome.result == "dead":
         job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
-    acts = _acts(ctx.config, parsed.action)
-    if outcome.result == "delivered" and parsed.kind == "notify" and not acts:
+    notified = parsed.kind == "notify" and not acts(ctx.config, parsed.action)
+    if outcome.result == "delivered" and notified:
         event = eventlog.load_event(job.connection, parsed.ref)
         if event is not None:
             _note(job.connection, event, match(ctx.config.routes, *labels_of(event)), parsed)

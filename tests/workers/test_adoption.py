@@ -18,12 +18,8 @@ def route_job(redis: Redis, ref: str) -> Job:
     return queue.enqueue(keys.ROUTE_TASK, ref, job_id=keys.route_job_id(ref), result_ttl=0)
 
 
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def queued(redis: Redis) -> list[str]:
-    return [text(item) for item in redis.lrange(RQ_QUEUE, 0, -1)]
+    return [keys.text(item) for item in redis.lrange(RQ_QUEUE, 0, -1)]
 
 
 def test_takes_route_jobs_in_queue_order_with_their_refs(redis: Redis) -> None:
@@ -41,7 +37,7 @@ def test_a_routed_job_leaves_the_takers_list_and_its_hash_is_deleted(redis: Redi
     taker.take()
     taker.take()  # the first one is routed by now
     assert not redis.exists(first.key)
-    assert [text(i) for i in redis.lrange(keys.adopted("route-me"), 0, -1)] == [second.id]
+    assert [keys.text(i) for i in redis.lrange(keys.adopted("route-me"), 0, -1)] == [second.id]
     taker.done()
     assert not redis.exists(second.key)
     assert not redis.exists(keys.adopted("route-me"))

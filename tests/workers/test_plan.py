@@ -12,10 +12,10 @@ import yaml
 
 from config.durations import parse_duration
 from config.schema import Config, RetryPolicy
+from config.silences import Silence
 from tests.support import make_config
 from workers.delivery import Incident, Planned, backoff, delivery_id, group_id, plan
 from workers.routing import match
-from workers.silences import Silence
 
 CASES = yaml.safe_load((Path(__file__).parent / "plan_cases.yaml").read_text())
 HEAD = """

@@ -336,7 +336,7 @@ class Run:
         if cause:
             stored = self.actor.conn.hget(keys.trigger(str(cause)), "depth")
             if stored is not None:
-                depth = max(depth, int(_text(stored)) + 1)
+                depth = max(depth, int(keys.text(stored)) + 1)
         return depth
 
     async def _started(self, key: str, flow_id: str) -> str | None:
@@ -348,7 +348,7 @@ class Run:
         if conn.hsetnx(key, "claimed_at", repr(now)):
             conn.expire(key, int(self.actor.retention))
             return None
-        state = {_text(k): _text(v) for k, v in conn.hgetall(key).items()}
+        state = {keys.text(k): keys.text(v) for k, v in conn.hgetall(key).items()}
         if state.get("audit_id"):
             return state["audit_id"]
         for run in await self.api.executions(flow_id):
@@ -415,7 +415,7 @@ class Run:
             params = self.event.get("params")
             cause = params.get(TRIGGER_PARAM) if isinstance(params, Mapping) else None
             stored = conn.hget(keys.trigger(str(cause)), "chain") if cause else None
-        return _text(stored) if stored is not None else None
+        return keys.text(stored) if stored is not None else None
 
     def _escalate(self, acting: RetryAction, root: str, reason: str) -> Acted:
         """Escalate once a chain. A delivery run again (its worker died after claiming the
@@ -425,7 +425,7 @@ class Run:
         ttl = int(self.actor.retention)
         conn = self.actor.conn
         first = None if conn.set(once, self.trigger, nx=True, ex=ttl) else conn.get(once)
-        if isinstance(first, bytes | str) and _text(first) != self.trigger:
+        if isinstance(first, bytes | str) and keys.text(first) != self.trigger:
             return Acted({"escalated": False, "reason": f"{reason}; escalated before"}, [])
         # hashed: an action's name may hold a dot, which an RQ job id (a retry's) may not
         notify = [(name, delivery_id(self.trigger, "escalate", name)) for name in acting.escalate]
@@ -455,7 +455,3 @@ def _render_json(body: Any, event: Mapping[str, Any]) -> Any:
     if isinstance(body, list):
         return [_render_json(value, event) for value in body]
     return body
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
