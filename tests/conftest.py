@@ -9,7 +9,8 @@ import pytest
 from redis import Redis
 
 from tests.etlworks.simulator import Simulator, serve_simulator
-from tests.support import RedisProcess
+from tests.support import RedisProcess, free_port
+from tests.workers.sinks.standins import HttpStandIn
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,18 @@ def etlworks_sim() -> Iterator[Simulator]:
     faster than the wall clock, retrying a failed webhook after 0.1 s."""
     with serve_simulator(speed=1000.0, webhook_retry_delay=0.1) as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[HttpStandIn]:
+    """A loopback HTTP server standing in for any far side; :func:`standin` resets it."""
+    server = HttpStandIn(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(http_server: HttpStandIn) -> HttpStandIn:
+    http_server.reset()
+    return http_server

@@ -6,7 +6,6 @@ import hmac
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,21 +32,6 @@ from tests.workers.sinks.standins import HttpStandIn, Recorded, Reply
 
 SECRET = "sim-webhook-secret-Tz6Hb1Kq"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[HttpStandIn]:
-    """A loopback HTTP server recording every webhook it gets."""
-    server = HttpStandIn(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def inbox(receiver: HttpStandIn) -> HttpStandIn:
-    receiver.reset()
-    return receiver
 
 
 @pytest.fixture
@@ -105,12 +89,12 @@ def test_runs_end_with_the_scripted_outcomes_in_turn(sim: Simulator) -> None:
 
 
 def test_a_finished_run_sends_a_signed_webhook_that_normalizes(
-    sim: Simulator, inbox: HttpStandIn
+    sim: Simulator, standin: HttpStandIn
 ) -> None:
-    hook_id = register(sim, inbox.url("/webhooks/etl"), ["FLOW_FAILED", "FLOW_SUCCESS"])
+    hook_id = register(sim, standin.url("/webhooks/etl"), ["FLOW_FAILED", "FLOW_SUCCESS"])
     audit_id = run(sim, 101, {"runDate": "2026-05-09"})
     settle(sim)
-    [request] = inbox.requests
+    [request] = standin.requests
     assert request.path == "/webhooks/etl"
     signature = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
     assert request.headers["x-etl-webhook-signature"] == signature
@@ -132,11 +116,11 @@ def test_a_finished_run_sends_a_signed_webhook_that_normalizes(
     assert (delivery.webhook_id, delivery.event, delivery.status) == (hook_id, "FLOW_FAILED", 200)
 
 
-def test_a_success_normalizes_as_flow_succeeded(sim: Simulator, inbox: HttpStandIn) -> None:
-    register(sim, inbox.url(), ["FLOW_FAILED", "FLOW_SUCCESS"])
+def test_a_success_normalizes_as_flow_succeeded(sim: Simulator, standin: HttpStandIn) -> None:
+    register(sim, standin.url(), ["FLOW_FAILED", "FLOW_SUCCESS"])
     audit_id = run(sim, 202)
     settle(sim)
-    event = canonical(inbox.requests[0])
+    event = canonical(standin.requests[0])
     assert (event.kind, event.status, event.audit_id) == (
         "flow.succeeded",
         "success",
@@ -145,28 +129,28 @@ def test_a_success_normalizes_as_flow_succeeded(sim: Simulator, inbox: HttpStand
     assert (event.tags, event.error) == (["nightly", "marts"], None)
 
 
-def test_another_secret_does_not_verify(sim: Simulator, inbox: HttpStandIn) -> None:
-    register(sim, inbox.url(), ["FLOW_SUCCESS"])
+def test_another_secret_does_not_verify(sim: Simulator, standin: HttpStandIn) -> None:
+    register(sim, standin.url(), ["FLOW_SUCCESS"])
     run(sim, 202)
     settle(sim)
-    [request] = inbox.requests
+    [request] = standin.requests
     headers = {name: [value] for name, value in request.headers.items()}
     check = VerifyStep(hmac=HmacCheck(secrets=[SecretStr("another-secret")]))
     with pytest.raises(Rejected):
         compile_checks([check]).verify(headers, request.body, 0.0)
 
 
-def test_webhook_filters_are_honoured(sim: Simulator, inbox: HttpStandIn) -> None:
+def test_webhook_filters_are_honoured(sim: Simulator, standin: HttpStandIn) -> None:
     everything = ["FLOW_STARTED", "FLOW_FAILED", "FLOW_SUCCESS"]
-    register(sim, inbox.url("/all"), everything)
-    register(sim, inbox.url("/failures"), ["FLOW_FAILED"])
-    register(sim, inbox.url("/only-101"), ["FLOW_FAILED", "FLOW_SUCCESS"], flowIncludes=[101])
-    register(sim, inbox.url("/no-warehouse"), everything, flowExcludes=["warehouse-*"])
-    register(sim, inbox.url("/marts-by-name"), ["FLOW_SUCCESS"], flowIncludes=["marts"])
+    register(sim, standin.url("/all"), everything)
+    register(sim, standin.url("/failures"), ["FLOW_FAILED"])
+    register(sim, standin.url("/only-101"), ["FLOW_FAILED", "FLOW_SUCCESS"], flowIncludes=[101])
+    register(sim, standin.url("/no-warehouse"), everything, flowExcludes=["warehouse-*"])
+    register(sim, standin.url("/marts-by-name"), ["FLOW_SUCCESS"], flowIncludes=["marts"])
     run(sim, 101)
     run(sim, 202)
     settle(sim)
-    got = sorted((r.path, r.json()["eventType"], r.json()["flowId"]) for r in inbox.requests)
+    got = sorted((r.path, r.json()["eventType"], r.json()["flowId"]) for r in standin.requests)
     assert got == [
         ("/all", "FLOW_FAILED", 101),
         ("/all", "FLOW_STARTED", 101),
@@ -178,17 +162,17 @@ def test_webhook_filters_are_honoured(sim: Simulator, inbox: HttpStandIn) -> Non
         ("/no-warehouse", "FLOW_SUCCESS", 202),
         ("/only-101", "FLOW_FAILED", 101),
     ]
-    started = next(r for r in inbox.requests if r.json()["eventType"] == "FLOW_STARTED")
+    started = next(r for r in standin.requests if r.json()["eventType"] == "FLOW_STARTED")
     assert canonical(started).kind == "flow.running"
 
 
-def test_a_refused_webhook_is_sent_again(sim: Simulator, inbox: HttpStandIn) -> None:
-    inbox.reset(Reply(503))
-    register(sim, inbox.url(), ["FLOW_SUCCESS"])
+def test_a_refused_webhook_is_sent_again(sim: Simulator, standin: HttpStandIn) -> None:
+    standin.reset(Reply(503))
+    register(sim, standin.url(), ["FLOW_SUCCESS"])
     run(sim, 202)
     settle(sim)
     assert [(d.attempt, d.status) for d in sim.deliveries] == [(1, 503), (2, 200)]
-    first, second = inbox.requests
+    first, second = standin.requests
     assert first.body == second.body
     assert first.headers["x-etl-webhook-event-id"] == second.headers["x-etl-webhook-event-id"]
 

@@ -3,9 +3,8 @@
 import asyncio
 import json
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TypeVar
@@ -197,15 +196,6 @@ def test_ids_stay_in_their_path_segment(sim: Simulator) -> None:
     assert sim.schedules[7] is True
     empty = failure(sim.url, lambda api: api.run_flow(" ", {}))
     assert (empty.retryable, empty.reason) == (False, "an empty id")
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never says a word."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])
 
 
 def test_timeouts_and_refused_connections_are_retryable(sim: Simulator, silent_port: int) -> None:

@@ -1,6 +1,5 @@
 """One HTTP stand-in for the whole package (reset for each test), SMTP servers per module."""
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,39 +13,9 @@ from tests.workers.sinks.standins import (
     SMTP_USER,
     Authenticator,
     Certificate,
-    HttpStandIn,
     SmtpStandIn,
     self_signed,
 )
-
-
-@pytest.fixture(scope="session")
-def http_server() -> Iterator[HttpStandIn]:
-    server = HttpStandIn(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def standin(http_server: HttpStandIn) -> HttpStandIn:
-    http_server.reset()
-    return http_server
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on: connections are refused."""
-    return free_port()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never says a word."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
