@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from redis import Redis
 
 from config import logs
+from config.connections import connect
 from config.loader import ConfigError, load
 from config.schema import Config
 from config.settings import Settings
@@ -48,4 +49,4 @@ def fail(message: str) -> NoReturn:
 
 
 def redis_client() -> Redis:
-    return Redis.from_url(settings_or_exit().redis_url.get_secret_value())
+    return connect(settings_or_exit())

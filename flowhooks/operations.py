@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq.job import Job
 
 from config import deadletters, silences
+from config.connections import connect
 from config.durations import parse_duration
 from config.schema import Config
 from config.silences import Silence
@@ -37,9 +38,7 @@ def routes() -> None:
 def _state(source: str, flow_id: str | None) -> tuple[list[Silence], list[Incident], str]:
     """Silences and open incidents from Redis, when it answers; a routes test works without."""
     try:
-        conn = Redis.from_url(
-            settings_or_exit().redis_url.get_secret_value(), socket_connect_timeout=1
-        )
+        conn = connect(settings_or_exit(), socket_connect_timeout=1)
         return *load_state(conn, source, flow_id), ""
     except RedisError:
         return [], [], "(Redis unreachable: silences and open incidents not considered)"

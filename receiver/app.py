@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from config.connections import connect_async
 from config.schema import Config
 from config.settings import Settings
 from receiver import jobs
@@ -105,8 +106,8 @@ class _Receiver:
         for name, source in self.config.sources.items():
             if source.allow_unsigned:
                 log.warning("source accepts unsigned webhooks", extra={"source": name})
-        self.redis = Redis.from_url(
-            settings.redis_url.get_secret_value(),
+        self.redis = connect_async(
+            settings,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=min(settings.redis_timeout, 2.0),
             # No client-side retries: a write retried after a lost reply would answer its

@@ -16,12 +16,13 @@ from types import FrameType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from redis import Redis, RedisError
+from redis import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from config import keys
+from config.connections import connect
 from config.schema import Config
 from config.settings import Settings
 from workers import context, tasks
@@ -94,7 +95,7 @@ def run(
     worker_context = context.WorkerContext(settings, config, WorkerMetrics(registry))
     context.install(worker_context)
     signal.signal(signal.SIGHUP, lambda signum, frame: _reload(worker_context, frame))
-    connection = Redis.from_url(settings.redis_url.get_secret_value())
+    connection = connect(settings)
     if metrics_port is not None:
         registry.register(DeadLetters(connection))
         start_http_server(metrics_port, registry=registry)

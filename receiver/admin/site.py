@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from pydantic import SecretStr
-from redis import Redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
+from config.connections import connect
 from config.settings import Settings
 from receiver.admin.auth import Keys
 from receiver.admin.store import Store
@@ -47,8 +47,8 @@ class Admin:
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         settings = self.settings
-        conn = Redis.from_url(
-            settings.redis_url.get_secret_value(),
+        conn = connect(
+            settings,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=min(settings.redis_timeout, 2.0),
         )
