@@ -244,7 +244,7 @@ def expire_joins(
         join = config.joins.get(expiry.join)
         event = synthetic.expiry_event(expiry, source=next(iter(config.sources)))
         ref = keys.ref(event["source"], event["id"])
-        synthetic.store(conn, event, retention=retention, job_timeout=job_timeout, route=False)
+        synthetic.store(conn, event, retention=retention, route=False)
         log.info(
             "join window expired", extra={"join": expiry.join, "missing": list(expiry.missing)}
         )
