@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from config import eventlog, keys
+from config import eventlog, executions, keys
 
 TIMEOUT = 60.0
 """A route job's time limit, wherever it is queued (the receiver, replays, synthetic events):
@@ -72,6 +72,8 @@ def replay(
     if old is not None and old.get_status(refresh=False) in PENDING:
         raise Busy(f"the route job of {stored.ref} is queued or running")
     forgotten = tuple(delivery_ids(stored.timeline)) if force else ()
+    if old is not None:
+        executions.forget_dead(conn, job_id)  # else deleting the old job may raise
     with conn.pipeline() as pipe:
         if forgotten:
             pipe.delete(*(keys.delivered(d) for d in forgotten))
