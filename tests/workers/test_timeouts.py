@@ -47,7 +47,7 @@ def test_a_time_limit_reached_while_waiting_on_a_send_cancels_the_send(
 
     with (
         pytest.raises(JobTimeoutException),
-        UnixSignalDeathPenalty(1, JobTimeoutException, job_id="job-1"),
+        UnixSignalDeathPenalty(1, JobTimeoutException, job_id="job-1"),  # type: ignore[no-untyped-call]
     ):
         ctx.run(send(ctx.client))
     assert cancelled == ["send"]
