@@ -72,7 +72,10 @@ class RedisProcess:
     def start(self) -> None:
         argv = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--dir", self.dir, "--save", ""]
-        argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
+        if self.aof:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         client = Redis.from_url(self.url, socket_connect_timeout=0.2)
         if not wait_until(lambda: _answers(client), 10):
