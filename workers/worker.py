@@ -255,57 +255,62 @@ def run(
         registry.register(DeadLetters(connection))
         start_http_server(metrics_port, registry=registry)
     name = name or uuid4().hex
-    interval = int(settings.maintenance_interval)
-    # An idle worker waits for a job at most this long, so its maintenance runs on time.
-    worker_ttl = interval + 15
-    beating = Liveness(
-        connect(settings, **SIDE_CLIENT), name, worker_ttl=worker_ttl + 60, queue=keys.QUEUE
-    )
+    side = connect(settings, **SIDE_CLIENT)
+    # as long as RQ's own heartbeat keeps the worker's key: its worker_ttl plus a minute
+    beating = Liveness(side, name, worker_ttl=_worker_ttl(settings) + 60, queue=keys.QUEUE)
     beating.start()
-    outage = Outage(connect(settings, **SIDE_CLIENT), settings.redis_location, metrics)
+    outage = Outage(side, settings.redis_location, metrics)
     try:
+        returning = False
         while True:
-            worker: Worker | None = None
-            worked = False
-            try:
-                worker = _worker(connection, name, interval, worker_ttl, beating)
-                log.info(
-                    "worker ready", extra={"redis": settings.redis_location, "queue": keys.QUEUE}
-                )
-                worked = worker.work(
-                    burst=burst, with_scheduler=True, logging_level=settings.log_level
-                )
-                lost = worker.lost
-            except RedisError as exc:
-                lost = exc
-            if lost is None or burst or worker_context.stopping:
-                if lost is not None and burst:
-                    raise lost
+            worked, lost = _work(settings, connection, name, beating, burst, returning=returning)
+            if lost is None:
                 return worked
-            if not outage.wait(lost):
+            if burst:
+                raise lost
+            if worker_context.stopping or not outage.wait(lost):
                 return False
+            returning = True
     finally:
         beating.stop()
 
 
-def _worker(
-    connection: Redis, name: str, interval: int, worker_ttl: int, beating: Liveness
-) -> Worker:
-    """A worker named ``name``, cleared of what an earlier one of that name left registered
-    (raises ``RedisError``)."""
+def _work(
+    settings: Settings,
+    connection: Redis,
+    name: str,
+    beating: Liveness,
+    burst: bool,
+    *,
+    returning: bool,
+) -> tuple[bool, RedisError | None]:
+    """Run RQ's work loop as worker ``name`` until it ends: whether it ran a job, and the Redis
+    error that ended it, if one did. A worker ``returning`` after an outage first clears what
+    it left registered under its name (RQ refuses to start a living twin)."""
     queue = Queue(keys.QUEUE, connection=connection, serializer=JSONSerializer)
-    worker = Worker(
-        [queue],
-        connection=connection,
-        serializer=JSONSerializer,
-        name=name,
-        maintenance_interval=interval,
-        worker_ttl=worker_ttl,
-    )
-    worker.liveness = beating
-    if connection.exists(worker.key):
-        worker.register_death()  # type: ignore[no-untyped-call]  # the same worker before an outage: RQ refuses a living twin
-    return worker
+    try:
+        worker = Worker(
+            [queue],
+            connection=connection,
+            serializer=JSONSerializer,
+            name=name,
+            maintenance_interval=int(settings.maintenance_interval),
+            worker_ttl=_worker_ttl(settings),
+        )
+        worker.liveness = beating
+        if returning:
+            worker.register_death()  # type: ignore[no-untyped-call]
+        log.info("worker ready", extra={"redis": settings.redis_location, "queue": keys.QUEUE})
+        worked = worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    except RedisError as exc:
+        return False, exc
+    return worked, worker.lost
+
+
+def _worker_ttl(settings: Settings) -> int:
+    """RQ's worker_ttl: an idle worker waits for a job 15 s less than this, so its maintenance
+    runs on time."""
+    return int(settings.maintenance_interval) + 15
 
 
 def _no_reconnect_chatter(record: logging.LogRecord) -> bool:
