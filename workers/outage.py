@@ -22,6 +22,10 @@ log = logging.getLogger("flowhooks.worker")
 
 FIRST_WAIT = 0.5
 MAX_WAIT = 10.0
+SETTLED = 30.0
+"""Seconds of work after which an outage starts its backoff afresh: one that follows sooner (a
+Redis that answers PING but fails the work, say a demoted primary) goes on where the last
+one's backoff stopped rather than probing twice a second."""
 
 
 def backoff(attempt: int) -> float:
@@ -39,6 +43,8 @@ class Outage:
         self.location = location
         self.metrics = metrics
         self._stop = threading.Event()
+        self._attempt = 0
+        self._back_at = -SETTLED
 
     def wait(self, cause: RedisError) -> bool:
         """Report the outage ``cause`` began, then wait until Redis answers: ``True`` when it
@@ -53,10 +59,11 @@ class Outage:
             sig: signal.signal(sig, self._stopping) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
-            attempt = 0
+            attempt = self._attempt if began - self._back_at < SETTLED else 0
             while not self._stop.wait(backoff(attempt)):
                 attempt += 1
                 if self._answers():
+                    self._attempt, self._back_at = attempt, time.monotonic()
                     log.info(
                         "Redis reachable again",
                         extra={
