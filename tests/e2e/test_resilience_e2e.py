@@ -109,6 +109,9 @@ def test_a_redis_restart_leaves_workers_running_and_delivering(
         private_redis.start()
         system.wait(lambda: bool(log_lines(worker, "Redis reachable again")), "reconnection")
 
+        # the liveness thread outlived the outage: it writes its key again
+        redis.delete(keys.worker(worker.name))
+        system.wait(lambda: bool(redis.exists(keys.worker(worker.name))), "the liveness beat")
         after = system.post("FLOW_FAILED", "after-restart", flow_id=3)
         [entry] = system.wait_deliveries(after, "slack", 1)
         assert entry["outcome"] == "delivered"
