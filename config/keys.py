@@ -56,6 +56,19 @@ def adopted(job_id: str) -> str:
     return f"{PREFIX}:adopted:{job_id}"
 
 
+TAKEN = f"{PREFIX}:taken"
+"""Hash of every taker's list (:func:`adopted`) to its holder, as JSON: the worker, the job
+and the deadline (epoch seconds) past which the list goes back whatever the holder does."""
+TAKEN_LOCK = f"{PREFIX}:taken-lock"
+"""Held for a few seconds by the worker that looks for taken lists to give back."""
+
+
+def worker(name: str) -> str:
+    """A worker's liveness: the id of the job it runs ('' when idle), refreshed every couple
+    of seconds and gone ten seconds after the worker is."""
+    return f"{PREFIX}:worker:{name}"
+
+
 def solo(job_id: str) -> str:
     """Set on a route job that must run as a job of its own: no other route job takes it."""
     return f"{PREFIX}:solo:{job_id}"

@@ -25,7 +25,14 @@ from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from config import eventlog, keys
+from config import eventlog, executions, keys
+
+TIMEOUT = 60.0
+"""A route job's time limit, wherever it is queued (the receiver, replays, synthetic events):
+its own event's first attempts, run concurrently and each bounded by its action's timeout, then
+two seconds of the events it takes (:mod:`workers.adoption`). A slow event it took goes back
+to the queue as a job of its own when the limit is reached. ``FLOWHOOKS_JOB_TIMEOUT`` is for
+the other jobs (retries, digests, polls), which may wait on one slow service."""
 
 PENDING = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 """States of a job that will still run (or is running): a replay waits for it."""
@@ -53,7 +60,6 @@ def replay(
     stored: eventlog.StoredEvent,
     *,
     force: bool,
-    timeout: float,
     failure_ttl: float,
     retry: Retry,
 ) -> Replayed:
@@ -66,6 +72,8 @@ def replay(
     if old is not None and old.get_status(refresh=False) in PENDING:
         raise Busy(f"the route job of {stored.ref} is queued or running")
     forgotten = tuple(delivery_ids(stored.timeline)) if force else ()
+    if old is not None:
+        executions.forget_dead(conn, job_id)  # else deleting the old job may raise
     with conn.pipeline() as pipe:
         if forgotten:
             pipe.delete(*(keys.delivered(d) for d in forgotten))
@@ -78,7 +86,7 @@ def replay(
         keys.ROUTE_TASK,
         stored.ref,
         job_id=job_id,
-        job_timeout=int(timeout),
+        job_timeout=int(TIMEOUT),
         result_ttl=0,
         failure_ttl=int(failure_ttl),
         retry=retry,

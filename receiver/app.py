@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from config import routejobs
 from config.connections import connect_async
 from config.schema import Config
 from config.settings import Settings
@@ -118,7 +119,7 @@ class _Receiver:
             self.redis,
             dedup_ttl=settings.dedup_ttl,
             retention=settings.event_retention,
-            job_template=jobs.template(settings.job_timeout, settings.event_retention),
+            job_template=jobs.template(routejobs.TIMEOUT, settings.event_retention),
             deadline=settings.redis_timeout,
             on_commit=self._committed,
             clock=self.clock,

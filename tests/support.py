@@ -58,9 +58,11 @@ def redis_binary() -> str:
 class RedisProcess:
     """A private ``redis-server`` on a free port, which a test may stop and start again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, aof: bool = False) -> None:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="flowhooks-redis-")
+        self.aof = aof
+        """Keep every write in an append-only file, synced at once, so a restart keeps all."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,7 +71,11 @@ class RedisProcess:
 
     def start(self) -> None:
         argv = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--dir", self.dir, "--save", "", "--appendonly", "no"]
+        argv += ["--dir", self.dir, "--save", ""]
+        if self.aof:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         client = Redis.from_url(self.url, socket_connect_timeout=0.2)
         if not wait_until(lambda: _answers(client), 10):

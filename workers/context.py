@@ -38,10 +38,30 @@ class WorkerContext:
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run a job's async part on the worker's one event loop, which keeps the shared HTTP
-        client (and its open connections) from job to job."""
+        client (and its open connections) from job to job.
+
+        Whatever escapes the loop (RQ's ``JobTimeoutException`` strikes wherever the loop is,
+        often waiting on a socket) first cancels what is left of the job's work, which would
+        otherwise run on in the next job's turn of the loop."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(work)
+        loop = self._loop
+        task = loop.create_task(work)
+        try:
+            return loop.run_until_complete(task)
+        except BaseException:
+            _cancel_all(loop)
+            raise
+
+    def close(self) -> None:
+        """Close the shared HTTP client and the event loop (the next :meth:`run` makes new)."""
+        if self._loop is None:
+            return
+        if self._client is not None:
+            self._loop.run_until_complete(self._client.aclose())
+            self._client = None
+        self._loop.close()
+        self._loop = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -76,6 +96,15 @@ class WorkerContext:
             return
         self.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": str(self.settings.config)})
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every task left on ``loop`` and let each one unwind."""
+    left = asyncio.all_tasks(loop)
+    for task in left:
+        task.cancel()
+    if left:
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

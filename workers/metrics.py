@@ -35,6 +35,11 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.redis_reconnects = Counter(
+            "flowhooks_redis_reconnects",
+            "Times the worker lost Redis and waited for it to come back.",
+            registry=registry,
+        )
         self.config_reloads = Counter(
             "flowhooks_config_reloads",
             "Config reloads by outcome (ok, invalid: the old config stays in force).",

@@ -14,7 +14,7 @@ from redis.exceptions import WatchError
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from config import eventlog, keys
+from config import eventlog, keys, routejobs
 from workers.delivery import CRASH_RETRY
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ def store(
     event: Mapping[str, Any],
     *,
     retention: float,
-    job_timeout: float,
     route: bool = True,
 ) -> str | None:
     """Store ``event`` (a canonical event as JSON) and queue its route job; its ref, or
@@ -60,7 +59,7 @@ def store(
                 keys.ROUTE_TASK,
                 args=(ref,),
                 job_id=keys.route_job_id(ref),
-                timeout=int(job_timeout),
+                timeout=int(routejobs.TIMEOUT),
                 result_ttl=0,
                 failure_ttl=int(retention),
                 retry=CRASH_RETRY,

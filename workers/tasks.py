@@ -15,7 +15,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from config import eventlog, keys
+from config import eventlog, keys, routejobs
 from config.schema import Config
 from workers import adoption, context, joins, synthetic
 from workers.adoption import Taker
@@ -74,11 +74,19 @@ def route_event(event_ref: str) -> None:
     """Route one stored event, then, for a couple of seconds at most, the events of the route
     jobs waiting behind it (:mod:`workers.adoption`), each as its own job would have.
 
-    What this job took and did not finish goes back to the queue when it fails or is stopped;
-    a run of it after its worker died gives back first what the dead run held.
+    What this job took and did not finish goes back to the queue when it fails or is stopped,
+    and when its worker dies (:func:`workers.adoption.reclaim`); a run of it after its worker
+    died gives back first what the dead run may still hold.
     """
     job = _job()
-    taker = Taker(job.connection, job.id, context.current().settings.event_retention)
+    taker = Taker(
+        job.connection,
+        job.id,
+        context.current().settings.event_retention,
+        worker=job.worker_name or "",
+        # past its time limit the job is dead or dying: what it holds is given back regardless
+        deadline=time.time() + (job.timeout or routejobs.TIMEOUT) + adoption.DEADLINE_GRACE,
+    )
     try:
         taker.give_back()
         _route(job, event_ref, job.id)
@@ -244,7 +252,7 @@ def expire_joins(
         join = config.joins.get(expiry.join)
         event = synthetic.expiry_event(expiry, source=next(iter(config.sources)))
         ref = keys.ref(event["source"], event["id"])
-        synthetic.store(conn, event, retention=retention, job_timeout=job_timeout, route=False)
+        synthetic.store(conn, event, retention=retention, route=False)
         log.info(
             "join window expired", extra={"join": expiry.join, "missing": list(expiry.missing)}
         )

@@ -54,7 +54,6 @@ class Admin:
         )
         self._store = Store(
             conn,
-            job_timeout=settings.job_timeout,
             retention=settings.event_retention,
             clock=self.clock,
         )

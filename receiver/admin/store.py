@@ -27,12 +27,10 @@ class Store:
         self,
         conn: "Redis",
         *,
-        job_timeout: float,
         retention: float,
         clock: Callable[[], float],
     ) -> None:
         self.conn = conn
-        self.job_timeout = job_timeout
         self.retention = retention
         self.clock = clock
 
@@ -70,7 +68,6 @@ class Store:
             self.conn,
             stored,
             force=force,
-            timeout=self.job_timeout,
             failure_ttl=self.retention,
             retry=jobs.ROUTE_RETRY,
         )

@@ -33,9 +33,7 @@ def stored(conn: Redis) -> eventlog.StoredEvent:
 
 
 def replay(conn: Redis, *, force: bool) -> routejobs.Replayed:
-    return routejobs.replay(
-        conn, stored(conn), force=force, timeout=60, failure_ttl=600, retry=Retry(max=1)
-    )
+    return routejobs.replay(conn, stored(conn), force=force, failure_ttl=600, retry=Retry(max=1))
 
 
 @pytest.mark.parametrize("force", [False, True])

@@ -188,8 +188,8 @@ class HoldingStandIn:
 
 
 class WorkerProcess:
-    """``flowhooks worker`` in a session of its own, so that killing its group takes RQ's
-    scheduler (a forked child) down with it, as losing the pod or the machine would."""
+    """``flowhooks worker`` in a session of its own: :meth:`kill` takes down whatever the
+    worker may have started, as losing the pod or the machine would."""
 
     def __init__(self, env: Mapping[str, str], log: Path, name: str) -> None:
         self.env = dict(env)
@@ -217,8 +217,13 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def kill(self) -> None:
-        """SIGKILL the worker and its scheduler at once: nothing gets to clean up. Returns
+        """SIGKILL the worker's process group at once: nothing gets to clean up. Returns
         once no process of the group is left to touch Redis (teardown uses it too: each test
         starts from an empty Redis, so a warm shutdown would only cost time)."""
         if self.process is None:
@@ -226,7 +231,7 @@ class WorkerProcess:
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
-        if not wait_until(lambda: not _living(self.process_group), 10):
+        if not wait_until(lambda: not living(self.process_group), 10):
             raise AssertionError(f"processes of {self.name} outlived SIGKILL")
 
     @property
@@ -376,7 +381,7 @@ def running(
                 worker.kill()
 
 
-def _living(group: int) -> list[int]:
+def living(group: int) -> list[int]:
     """The processes of a process group, zombies (dead, not yet reaped) excepted."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -434,10 +439,10 @@ def attempts(timeline: list[dict[str, Any]], action: str) -> list[tuple[Any, ...
 
 
 def fast_forward_rq(redis: Redis) -> None:
-    """Make RQ see what it would see a few minutes after a worker died: the started-job
-    entries it left have expired, and so has the scheduler lock it held. Both are plain
-    expiry times in Redis (the started entry's is the job's timeout plus 60 s, the lock's
-    61 s), so this is the passage of time and nothing else."""
+    """Make RQ see what it would see a minute after a worker died: the started-job entries it
+    left have expired, and so has the scheduler lock it held. Both are plain expiry times in
+    Redis (the started entry's 15 s past the worker's last beat, the lock's 61 s), so this is
+    the passage of time and nothing else."""
     started = [m for m in redis.zrange(RQ_STARTED, 0, -1) if isinstance(m, bytes)]
     if started:
         redis.zadd(RQ_STARTED, dict.fromkeys(started, 1))

@@ -19,7 +19,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from config import keys
+from config import keys, routejobs
 from config.settings import DAY, Settings
 from receiver import jobs
 from tests.support import HMAC_CONFIG, SECRET, ServedApp, make_config, settings
@@ -30,7 +30,8 @@ TWIN = "rq-twin"
 
 @pytest.fixture
 def app_settings(redis_url: str) -> Settings:
-    # Not the defaults, so a field the receiver forgot to carry over shows up as a difference.
+    # Not the defaults, so a field the receiver forgot to carry over shows up as a difference;
+    # the job timeout is not a route job's (config.routejobs.TIMEOUT), so it must not be used.
     return settings(redis_url, job_timeout=123, event_retention=3 * DAY)
 
 
@@ -63,7 +64,7 @@ def rq_enqueue(redis: Redis, app_settings: Settings, ref: str, job_id: str = TWI
         job_id=job_id,
         result_ttl=0,
         failure_ttl=int(app_settings.event_retention),
-        job_timeout=int(app_settings.job_timeout),
+        job_timeout=int(routejobs.TIMEOUT),
         retry=jobs.ROUTE_RETRY,
     )
 
@@ -124,7 +125,7 @@ def test_rq_reads_the_receivers_job_as_its_own(
     assert (job.args, job.kwargs) == ([ref], {})
     assert job.get_status() == JobStatus.QUEUED
     assert job.origin == "flowhooks"
-    assert (job.timeout, job.result_ttl, job.failure_ttl) == (123, 0, 3 * DAY)
+    assert (job.timeout, job.result_ttl, job.failure_ttl) == (routejobs.TIMEOUT, 0, 3 * DAY)
     assert job.created_at is not None and job.enqueued_at is not None
     queue = Queue(keys.QUEUE, connection=redis, serializer=JSONSerializer)
     assert queue.job_ids == [job.id]

@@ -219,9 +219,7 @@ class Actor:
             status=status,
             record=_record(record) if record else None,
         )
-        ref = synthetic.store(
-            self.conn, event, retention=self.retention, job_timeout=self.job_timeout
-        )
+        ref = synthetic.store(self.conn, event, retention=self.retention)
         eventlog.append(
             self.conn,
             poll.cause,

@@ -5,7 +5,9 @@
 
 which delivers one rendered ``payload`` and returns the HTTP status (``None`` for sinks that
 are not HTTP), or raises :class:`DeliveryError`. Nothing else escapes a sink except a
-``TypeError`` or ``KeyError`` for a payload of the wrong shape, a bug of the caller.
+``TypeError`` or ``KeyError`` for a payload of the wrong shape, a bug of the caller, and RQ's
+``JobTimeoutException``: the job's time limit struck mid-send, which fails the job (RQ's
+retries apply), never the delivery.
 :func:`send` here picks the sink an :class:`~config.schema.Action` names.
 
 Error contract::
@@ -37,6 +39,7 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
 import httpx
+from rq.timeouts import JobTimeoutException
 
 from config.schema import Action
 
@@ -267,6 +270,8 @@ async def exchange(
         failure = DeliveryError(sink, type(exc).__name__, retryable=True)
     except TimeoutError:
         failure = DeliveryError(sink, "deadline exceeded", retryable=True)
+    except JobTimeoutException:
+        raise  # the job's time is up (RQ's SIGALRM): the job fails and RQ's retries apply
     except Exception as exc:  # its message may quote the URL, so it is never re-raised
         failure = DeliveryError(sink, type(exc).__name__, retryable=False)
     if failure is not None:
