@@ -5,7 +5,7 @@ few seconds.
 
 ``SentinelGroup(password=...)`` protects the data nodes and the Sentinels with one password,
 as most deployments do; ``sentinel_password`` gives the Sentinels one of their own (``""``:
-none).
+none); ``tls`` (a certificate for 127.0.0.1) makes every node speak TLS only.
 """
 
 import os
@@ -22,6 +22,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from tests.support import free_port, redis_binary, wait_until
+from tests.workers.sinks.standins import Certificate
 
 SERVICE = "flowhooks-main"
 DOWN_AFTER_MS = 1000
@@ -34,15 +35,19 @@ WAIT = 30.0
 class DataNode:
     """A ``redis-server`` on a port of its own that a test may SIGKILL and start again."""
 
-    def __init__(self, folder: Path, password: str | None) -> None:
+    def __init__(self, folder: Path, password: str | None, tls: Certificate | None = None) -> None:
         self.port = free_port()
         self.password = password
+        self.tls = tls
         self.folder = folder / f"redis-{self.port}"
         self.folder.mkdir()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, replica_of: int | None = None) -> None:
-        argv = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv = [redis_binary(), "--bind", "127.0.0.1"]
+        argv += [
+            word for name, value in _listen(self.port, self.tls) for word in (f"--{name}", value)
+        ]
         argv += ["--dir", str(self.folder), "--save", "", "--appendonly", "no"]
         # A replica that (re)joins is sent its data at once, not after Redis' 5 s for more.
         argv += ["--repl-diskless-sync-delay", "0"]
@@ -56,7 +61,7 @@ class DataNode:
             raise RuntimeError(f"redis-server on {self.port} did not start")
 
     def client(self) -> Redis:
-        return Redis(port=self.port, password=self.password, socket_timeout=2)
+        return _client(self.port, self.password, self.tls)
 
     def kill(self) -> None:
         """SIGKILL: nothing is flushed, nothing said to the replicas."""
@@ -78,10 +83,17 @@ class DataNode:
 class SentinelNode:
     """``redis-server sentinel.conf --sentinel``, watching :data:`SERVICE`."""
 
-    def __init__(self, folder: Path, password: str | None, data_password: str | None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        password: str | None,
+        data_password: str | None,
+        tls: Certificate | None = None,
+    ) -> None:
         self.port = free_port()
         self.password = password
         self.data_password = data_password
+        self.tls = tls
         self.folder = folder / f"sentinel-{self.port}"
         self.folder.mkdir()
         self.process: subprocess.Popen[bytes] | None = None
@@ -89,7 +101,7 @@ class SentinelNode:
     def start(self, primary: int) -> None:
         # Sentinel rewrites its config file as it learns the group: a file of its own.
         lines = [
-            f"port {self.port}",
+            *(f"{name} {value}" for name, value in _listen(self.port, self.tls)),
             "bind 127.0.0.1",
             f"dir {self.folder}",
             f"sentinel monitor {SERVICE} 127.0.0.1 {primary} 2",
@@ -111,7 +123,7 @@ class SentinelNode:
             raise RuntimeError(f"the Sentinel on {self.port} did not start")
 
     def client(self) -> Redis:
-        return Redis(port=self.port, password=self.password, socket_timeout=2)
+        return _client(self.port, self.password, self.tls)
 
     def primary(self) -> dict[str, object]:
         """What this Sentinel knows of the primary (``SENTINEL MASTER``)."""
@@ -136,18 +148,22 @@ class SentinelGroup:
         sentinel_password: str | None = None,
         replicas: int = 1,
         sentinels: int = 3,
+        tls: Certificate | None = None,
     ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="flowhooks-sentinel-"))
         self.password = password
+        self.tls = tls
         own = password if sentinel_password is None else sentinel_password or None
-        self.nodes = [DataNode(self.folder, password) for _ in range(1 + replicas)]
-        self.sentinels = [SentinelNode(self.folder, own, password) for _ in range(sentinels)]
+        self.nodes = [DataNode(self.folder, password, tls) for _ in range(1 + replicas)]
+        self.sentinels = [SentinelNode(self.folder, own, password, tls) for _ in range(sentinels)]
 
     def url(self, db: int = 0, options: str = "") -> str:
         """The group's ``redis+sentinel://`` URL, with its password, for ``db``."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/{db}" + (f"?{options}" if options else "")
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        query = f"?{options}" if options else ""
+        return f"{scheme}://{auth}{hosts}/{SERVICE}/{db}{query}"
 
     def start(self) -> None:
         first, *others = self.nodes
@@ -251,14 +267,39 @@ def sentinel_group(
     sentinel_password: str | None = None,
     replicas: int = 1,
     sentinels: int = 3,
+    tls: Certificate | None = None,
 ) -> Iterator[SentinelGroup]:
     """A started :class:`SentinelGroup`, cleaned up at the end."""
-    group = SentinelGroup(password, sentinel_password, replicas, sentinels)
+    group = SentinelGroup(password, sentinel_password, replicas, sentinels, tls)
     try:
         group.start()
         yield group
     finally:
         group.cleanup()
+
+
+def _listen(port: int, tls: Certificate | None) -> list[tuple[str, str]]:
+    """Where a node listens, as its config's ``(name, value)`` pairs: TLS only, with ``tls``
+    (its replication and a Sentinel's links too)."""
+    if tls is None:
+        return [("port", str(port))]
+    return [
+        ("port", "0"),
+        ("tls-port", str(port)),
+        ("tls-cert-file", str(tls.cert)),
+        ("tls-key-file", str(tls.key)),
+        ("tls-ca-cert-file", str(tls.cert)),
+        ("tls-auth-clients", "no"),
+        ("tls-replication", "yes"),
+    ]
+
+
+def _client(port: int, password: str | None, tls: Certificate | None) -> Redis:
+    if tls is None:
+        return Redis(port=port, password=password, socket_timeout=2)
+    return Redis(
+        port=port, password=password, socket_timeout=2, ssl=True, ssl_ca_certs=str(tls.cert)
+    )
 
 
 def _answers(client: Redis) -> bool:

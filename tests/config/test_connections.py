@@ -4,7 +4,9 @@ RQ rebuilds them for its scheduler."""
 
 import asyncio
 import functools
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis import ConnectionPool, Redis
@@ -14,7 +16,8 @@ from rq.connections import parse_connection
 
 from config.connections import AsyncSentinelRedis, SentinelRedis, connect, connect_async
 from tests.sentinels import SentinelGroup, sentinel_group
-from tests.support import settings, wait_until
+from tests.support import redis_binary, settings, wait_until
+from tests.workers.sinks.standins import self_signed
 
 PASSWORD = "gr0up-pa55/w0rd@1"
 WATCHERS = "sentinel-0wn-pa55"
@@ -176,3 +179,43 @@ def test_a_plain_url_makes_a_plain_client(redis_url: str) -> None:
         await aclient.aclose()
 
     asyncio.run(scenario())
+
+
+def test_tls_to_the_sentinels_and_the_data_nodes(tmp_path: Path) -> None:
+    """``rediss+sentinel://``: TLS to both, checked against the URL's CA file; a client that
+    does not trust the certificate finds no primary, and says so without a password."""
+    if not _has_tls(redis_binary()):
+        pytest.skip("this redis-server is built without TLS")
+    certificate = self_signed(tmp_path)
+    with sentinel_group(password=PASSWORD, replicas=0, sentinels=1, tls=certificate) as g:
+        trusted = settings(g.url(db=2, options=f"ssl_ca_certs={certificate.cert}"))
+        client = connect(trusted)
+        client.set("over", "tls")
+        client.close()
+
+        async def scenario() -> bytes | str | None:
+            aclient = connect_async(trusted)
+            try:
+                return await aclient.get("over")
+            finally:
+                await aclient.aclose()
+
+        assert asyncio.run(scenario()) == b"tls"
+        untrusting = connect(settings(g.url()))  # the system's CAs: not this certificate
+        with pytest.raises(ConnectionError) as refused:
+            untrusting.ping()
+        assert "pa55" not in str(refused.value)
+        untrusting.close()
+
+
+def _has_tls(binary: str) -> bool:
+    """Whether ``redis-server`` was built with TLS: without, ``tls-port`` is a bad directive;
+    with, and no port at all, it exits at once for having nowhere to listen."""
+    done = subprocess.run(
+        [binary, "--port", "0", "--tls-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return "Bad directive" not in done.stdout + done.stderr
