@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.connection import parse_url
 
+from config import sentinel
 from config.durations import Duration
 from config.logs import LEVELS
 
@@ -28,7 +29,8 @@ class Settings(BaseSettings):
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    """May carry a password, hence a secret; log :attr:`redis_location` instead."""
+    """May carry a password, hence a secret; log :attr:`redis_location` instead. Besides
+    redis-py's forms, a Sentinel URL (:mod:`config.sentinel`)."""
     config: Path = Path("flowhooks.yaml")
     max_body_bytes: int = Field(1 << 20, gt=0)
     body_timeout: Duration = Field(10.0, gt=0)
@@ -39,6 +41,11 @@ class Settings(BaseSettings):
     event_retention: Duration = Field(7 * DAY, ge=1)
     redis_timeout: Duration = Field(5.0, gt=0)
     """How long the receiver waits for the durable write before answering 503."""
+    redis_min_replicas: int = Field(0, ge=0)
+    """The receiver acknowledges an event only once this many replicas have it (``WAIT``)."""
+    redis_wait_timeout: Duration | None = Field(None, gt=0)
+    """How long the receiver waits for those replicas before answering 503; below
+    :attr:`redis_timeout`, half of it when unset (see :attr:`replica_wait`)."""
     retry_after: int = Field(5, ge=0)
     """The ``Retry-After`` of a 503 answered while Redis cannot be written."""
     log_format: Literal["json", "text"] = "json"
@@ -56,13 +63,34 @@ class Settings(BaseSettings):
     @classmethod
     def _parseable(cls, value: SecretStr) -> SecretStr:
         """Refuse a URL Redis' client cannot split: its error would quote a piece of the
-        password (an unescaped ``/`` moves it into the port)."""
+        password (an unescaped ``/`` moves it into the port). A Sentinel URL's error says
+        what is wrong, quoting none of it."""
+        if sentinel.is_sentinel(value.get_secret_value()):
+            try:
+                sentinel.parse(value.get_secret_value())
+            except sentinel.BadSentinelUrl as exc:
+                raise PydanticCustomError(
+                    "redis_url", "not a valid Sentinel URL: {reason}", {"reason": str(exc)}
+                ) from None
+            return value
         try:
             parse_url(value.get_secret_value())  # type: ignore[no-untyped-call]
         except ValueError:
             raise PydanticCustomError("redis_url", _BAD_URL) from None
         if _location(value) == _INVALID:
             raise PydanticCustomError("redis_url", _BAD_URL)
+        return value
+
+    @field_validator("redis_wait_timeout")
+    @classmethod
+    def _within_the_round_trip(cls, value: float | None, info: ValidationInfo) -> float | None:
+        timeout = info.data.get("redis_timeout")
+        if value is not None and timeout is not None and value >= timeout:
+            # Else the round trip's own deadline would cut WAIT short: a broken connection
+            # instead of an answer.
+            raise PydanticCustomError(
+                "redis_wait_timeout", "must be shorter than FLOWHOOKS_REDIS_TIMEOUT"
+            )
         return value
 
     @field_validator("admin_token", mode="before")
@@ -97,8 +125,17 @@ class Settings(BaseSettings):
 
     @property
     def redis_location(self) -> str:
-        """``host:port/db`` of the Redis URL (``unix:PATH`` for a socket), safe to log."""
+        """``host:port/db`` of the Redis URL (``unix:PATH`` for a socket; ``sentinel
+        HOST:PORT,.../SERVICE/DB`` for Sentinels), safe to log."""
+        url = self.redis_url.get_secret_value()
+        if sentinel.is_sentinel(url):
+            return sentinel.parse(url).location
         return _location(self.redis_url)
+
+    @property
+    def replica_wait(self) -> float:
+        """Seconds the receiver waits for :attr:`redis_min_replicas` replicas."""
+        return self.redis_wait_timeout or self.redis_timeout / 2
 
 
 def _location(url: SecretStr) -> str:

@@ -36,7 +36,7 @@ from receiver import jobs
 from receiver.admin import api, pages
 from receiver.admin.site import Admin, mount
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
-from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
+from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable, Unreplicated
 from receiver.metrics import ReceiverMetrics
 from receiver.normalize import (
     ETL_HEADERS,
@@ -123,6 +123,8 @@ class _Receiver:
             deadline=settings.redis_timeout,
             on_commit=self._committed,
             clock=self.clock,
+            min_replicas=settings.redis_min_replicas,
+            replica_wait=settings.replica_wait,
         )
         log.info(
             "receiver ready",
@@ -232,7 +234,7 @@ class _Receiver:
         except Unavailable as exc:
             failed = {"source": name, "event_id": event.id, "reason": str(exc)}
             log.error("event not stored", extra=failed)
-            self._count(name, "unavailable")
+            self._count(name, "unreplicated" if isinstance(exc, Unreplicated) else "unavailable")
             retry = str(self.settings.retry_after)
             return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
@@ -247,14 +249,21 @@ class _Receiver:
         return _reply(200, {"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        """Ready when Redis answers and, with ``FLOWHOOKS_REDIS_MIN_REPLICAS``, has that many
+        replicas in sync: without them no webhook could be acknowledged."""
+        required = self.settings.redis_min_replicas
         try:
             assert self.redis is not None
             async with asyncio.timeout(2):
                 await self.redis.ping()
+                replicas = _online(await self.redis.info("replication")) if required else 0
         except (RedisError, TimeoutError, AssertionError):
             return _reply(
                 503, {"status": "unavailable", "redis": "unreachable", "config": "loaded"}
             )
+        if replicas < required:
+            body = {"status": "unavailable", "redis": "too few replicas", "config": "loaded"}
+            return _reply(503, {**body, "replicas": replicas, "required": required})
         return _reply(200, {"status": "ok", "redis": "ok", "config": "loaded"})
 
     async def metrics_page(self, request: Request) -> Response:
@@ -265,6 +274,15 @@ class _Receiver:
             except (RedisError, TimeoutError):
                 pass  # the gauge keeps its last value; /readyz says Redis is gone
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _online(replication: dict[str, Any]) -> int:
+    """Replicas in sync, from ``INFO replication`` (``slaveN: {..., state: online}``)."""
+    return sum(
+        1
+        for key, value in replication.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
 
 
 def _one(headers: dict[str, list[str]], name: str) -> str | None:

@@ -15,6 +15,11 @@ timer.
 :class:`Unavailable` in every request of that round trip and in every request waiting behind
 it, so no request waits much longer than one deadline; past :data:`MAX_PENDING` waiting
 events, new ones are refused at once.
+
+With ``min_replicas``, it returns only once that many replicas have what the round trip wrote
+(``WAIT``, right after the script on the same connection: Lua cannot ``WAIT``), duplicates
+included: the first acceptance of a duplicate may not have reached them yet. Fewer replicas
+within ``replica_wait`` raise :class:`Unreplicated`, the same way.
 """
 
 import asyncio
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from config import keys
 from config.events import Event
@@ -75,12 +80,20 @@ return out
 """
 
 RQ_QUEUE_KEY = f"rq:queue:{keys.QUEUE}"
+REPLICATION_MARK = f"{keys.PREFIX}:replicated"
+"""A channel nobody listens to: a message to it is replicated and stored nowhere."""
 MAX_PENDING = 10_000
 """Events waiting for a round trip beyond which a request is answered 503 at once."""
 
 
 class Unavailable(Exception):
     """Redis could not be written in time; nothing was acknowledged (answer 503)."""
+
+
+class Unreplicated(Unavailable):
+    """Fewer replicas than required confirmed the write in time: not acknowledged (503).
+    The sender's retry finds its event stored, a duplicate, and waits for the replicas
+    again before its 200."""
 
 
 @dataclass
@@ -106,6 +119,8 @@ class EventWriter:
         max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.time,
         on_commit: Callable[[list[tuple[str, bool]]], None] = lambda results: None,
+        min_replicas: int = 0,
+        replica_wait: float = 1.0,
     ) -> None:
         self._redis = redis
         self._script = redis.register_script(WRITE_EVENTS)
@@ -119,6 +134,8 @@ class EventWriter:
         self._max_pending = max_pending
         self._clock = clock
         self._on_commit = on_commit
+        self._min_replicas = min_replicas
+        self._wait_ms = max(1, int(replica_wait * 1000))  # WAIT 0 would wait forever
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -176,16 +193,19 @@ class EventWriter:
             args.extend(pending.args)
         try:
             async with asyncio.timeout(self._deadline):
-                replies = await self._script(args=args)
+                replies = await self._run(args, batch)
         except asyncio.CancelledError:
             self._fail(batch, "the receiver is stopping")
             raise
         except Exception as exc:
             # Redis is down, slow or refusing writes: the requests behind this batch would
             # only wait a deadline each to fail the same way, so they fail now too.
-            if not isinstance(exc, RedisError | TimeoutError):
+            if not isinstance(exc, RedisError | TimeoutError | Unreplicated):
                 log.exception("event write failed")
-            self._fail(batch + self._pending, type(exc).__name__)
+            if isinstance(exc, Unreplicated):
+                self._fail(batch + self._pending, str(exc), Unreplicated)
+            else:
+                self._fail(batch + self._pending, type(exc).__name__)
             self._pending.clear()
             return
         results = [(p.ref, bool(new)) for p, new in zip(batch, replies, strict=True)]
@@ -197,8 +217,40 @@ class EventWriter:
         except Exception:
             log.exception("on_commit failed")
 
+    async def _run(self, args: list[str | bytes], batch: list[_Pending]) -> list[int]:
+        """The script's replies; raise ``RedisError``, or :class:`Unreplicated`."""
+        if not self._min_replicas:
+            replies: list[int] = await self._script(args=args)
+            return replies
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=False)  # one connection, one round trip
+            pipe.evalsha(self._script.sha, 0, *args)
+            # WAIT counts the replicas that reached this connection's mark in the replication
+            # stream. Redis 6.2 and 7.0 move the mark with every command; where only a write
+            # moves it, a batch of duplicates (which writes nothing) would wait for nothing.
+            # A PUBLISH is replicated and stored nowhere: the mark passes the first
+            # acceptance of every event in the batch either way.
+            pipe.publish(REPLICATION_MARK, b"")
+            pipe.wait(self._min_replicas, self._wait_ms)
+            replies, _, acked = await pipe.execute(raise_on_error=False)
+            if not isinstance(replies, NoScriptError):
+                break
+            # Scripts are not replicated: a replica promoted by a failover has never seen it.
+            await self._redis.script_load(WRITE_EVENTS)
+        for reply in (replies, acked):
+            if isinstance(reply, Exception):
+                raise reply
+        if acked < self._min_replicas:
+            extra = {"replicas": acked, "required": self._min_replicas}
+            log.warning(
+                "events not replicated in time",
+                extra={**extra, "events": [p.ref for p in batch]},
+            )
+            raise Unreplicated(f"replicated to {acked} of {self._min_replicas} replicas")
+        return replies
+
     @staticmethod
-    def _fail(waiting: list[_Pending], reason: str) -> None:
+    def _fail(waiting: list[_Pending], reason: str, kind: type[Unavailable] = Unavailable) -> None:
         for pending in waiting:
             if not pending.done.done():
-                pending.done.set_exception(Unavailable(reason))
+                pending.done.set_exception(kind(reason))

@@ -229,3 +229,94 @@ def test_importing_the_processes_reads_no_environment_and_opens_no_socket() -> N
     done = run_process([sys.executable, "-c", script], env, Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout == "opened: []\n"
+
+
+class TestSentinelUrl:
+    def test_a_sentinel_url_is_accepted_and_located_without_its_password(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        url = f"redis+sentinel://:{PASSWORD}@10.0.0.1:26379,10.0.0.2:26379/mymaster/2"
+        monkeypatch.setenv("FLOWHOOKS_REDIS_URL", url)
+        settings = Settings()
+        assert settings.redis_url.get_secret_value() == url
+        assert settings.redis_location == "sentinel 10.0.0.1:26379,10.0.0.2:26379/mymaster/2"
+        for shown in (repr(settings), str(settings), settings.model_dump_json()):
+            assert PASSWORD not in shown
+
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            (
+                f"redis+sentinel://:{PASSWORD}@10.0.0.1:26379",
+                "no service name: end the URL with /SERVICE_NAME or /SERVICE/DB",
+            ),
+            (
+                "rediss+sentinel://:r3dis/pa55w0rd@h/m",
+                "an @ follows the hosts (percent-encode / ? # @ & in passwords)",
+            ),
+            (
+                f"redis+sentinel://h:1/m?sentinel_password={PASSWORD}&x",
+                "the options are not name=value pairs joined by & "
+                "(percent-encode / ? # @ & in passwords)",
+            ),
+        ],
+    )
+    def test_a_malformed_one_is_refused_saying_why_without_quoting_it(
+        self, url: str, reason: str
+    ) -> None:
+        with pytest.raises(ValidationError) as refused:
+            Settings(redis_url=url)
+        [error] = refused.value.errors(include_input=False)
+        assert (error["loc"], error["msg"]) == (
+            ("redis_url",),
+            f"not a valid Sentinel URL: {reason}",
+        )
+        for fragment in (PASSWORD, "r3dis", "pa55w0rd"):
+            assert fragment not in str(refused.value)
+
+
+class TestReplicas:
+    def test_by_default_no_replica_is_waited_for(self) -> None:
+        settings = Settings()
+        assert (settings.redis_min_replicas, settings.redis_wait_timeout) == (0, None)
+        assert settings.replica_wait == 2.5  # half of FLOWHOOKS_REDIS_TIMEOUT
+
+    def test_the_wait_is_set_in_any_duration(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FLOWHOOKS_REDIS_MIN_REPLICAS", "2")
+        monkeypatch.setenv("FLOWHOOKS_REDIS_WAIT_TIMEOUT", "750ms")
+        settings = Settings()
+        assert (settings.redis_min_replicas, settings.replica_wait) == (2, 0.75)
+
+    @pytest.mark.parametrize(
+        ("values", "loc", "message"),
+        [
+            ({"REDIS_MIN_REPLICAS": "-1"}, ("redis_min_replicas",), None),
+            ({"REDIS_MIN_REPLICAS": "one"}, ("redis_min_replicas",), None),
+            ({"REDIS_WAIT_TIMEOUT": "0"}, ("redis_wait_timeout",), None),
+            (
+                {"REDIS_WAIT_TIMEOUT": "5s"},
+                ("redis_wait_timeout",),
+                "must be shorter than FLOWHOOKS_REDIS_TIMEOUT",
+            ),
+            (
+                {"REDIS_WAIT_TIMEOUT": "2s", "REDIS_TIMEOUT": "1s"},
+                ("redis_wait_timeout",),
+                "must be shorter than FLOWHOOKS_REDIS_TIMEOUT",
+            ),
+        ],
+    )
+    def test_bad_values_are_refused(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        values: dict[str, str],
+        loc: tuple[str, ...],
+        message: str | None,
+    ) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"FLOWHOOKS_{name}", value)
+        with pytest.raises(ValidationError) as refused:
+            Settings()
+        [error] = refused.value.errors(include_input=False)
+        assert error["loc"] == loc
+        if message is not None:
+            assert error["msg"] == message

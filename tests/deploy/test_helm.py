@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from config.loader import parse
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "flowhooks"
@@ -54,6 +55,23 @@ EVERYTHING: dict[str, Any] = {
     },
     "serviceMonitor": {"enabled": True},
 }
+SENTINELS = "sentinel-0.redis:26379,sentinel-1.redis:26379,sentinel-2.redis:26379"
+SENTINEL_URL = f"redis+sentinel://:r3dis-pa55-Zq8@{SENTINELS}/mymaster/0"
+SENTINEL: dict[str, Any] = {
+    "secrets": {"redisUrl": SENTINEL_URL},
+    "redis": {"minReplicas": 1, "waitTimeout": "500ms"},
+    "worker": {
+        "keda": {
+            "enabled": True,
+            "redis": {
+                "sentinelAddresses": SENTINELS,
+                "sentinelMaster": "mymaster",
+                "passwordSecret": {"name": "redis-auth", "key": "password"},
+                "sentinelPasswordSecret": {"name": "redis-auth", "key": "password"},
+            },
+        }
+    },
+}
 OTHER_CONFIG = """
 sources:
   etlworks:
@@ -76,6 +94,7 @@ RENDERS: dict[str, dict[str, Any]] = {
     "other-image": {"image": {"repository": "registry.example/flowhooks", "tag": "9.9.9"}},
     "long-jobs": {"jobTimeoutSeconds": 1800},
     "worker-hpa": {"worker": {"autoscaling": {"enabled": True}}},
+    "sentinel": SENTINEL,
     # Refused:
     "typo": {"recevier": {"replicas": 3}},
     "nested-typo": {"worker": {"replica": 3}},
@@ -86,8 +105,30 @@ RENDERS: dict[str, dict[str, Any]] = {
         }
     },
     "keda-without-redis": {"worker": {"keda": {"enabled": True}}},
+    "keda-sentinels-without-master": {
+        "worker": {"keda": {"enabled": True, "redis": {"sentinelAddresses": "s:26379"}}}
+    },
+    "keda-two-redis": {
+        "worker": {
+            "keda": {
+                "enabled": True,
+                "redis": {"address": "redis:6379", "sentinelAddresses": "s:26379"},
+            }
+        }
+    },
+    "not-a-redis-url": {"secrets": {"redisUrl": "sentinel://s:26379/mymaster"}},
+    "negative-replicas": {"redis": {"minReplicas": -1}},
 }
-REFUSED = {"typo", "nested-typo", "two-autoscalers", "keda-without-redis"}
+REFUSED = {
+    "typo",
+    "nested-typo",
+    "two-autoscalers",
+    "keda-without-redis",
+    "keda-sentinels-without-master",
+    "keda-two-redis",
+    "not-a-redis-url",
+    "negative-replicas",
+}
 RENDERED = [name for name in RENDERS if name not in REFUSED]
 
 
@@ -193,6 +234,10 @@ def test_the_schema_and_the_templates_refuse_mistakes(helm: dict[str, Any], name
         "nested-typo": "replica",
         "two-autoscalers": "enable one of them",
         "keda-without-redis": "worker.keda.redis.address is required",
+        "keda-sentinels-without-master": "worker.keda.redis.sentinelMaster is required",
+        "keda-two-redis": "not both",
+        "not-a-redis-url": "redisUrl",
+        "negative-replicas": "minReplicas",
     }[name]
     assert expected in render["error"]
 
@@ -484,3 +529,44 @@ def test_no_hooks(helm: dict[str, Any]) -> None:
     """The config check is an init container, not a hook (see the chart README)."""
     for name in RENDERED:
         assert helm["renders"][name]["hooks"] == []
+
+
+# A Sentinel-managed Redis ----------------------------------------------------------------
+
+
+def test_a_sentinel_url_and_replicated_acknowledgements(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "sentinel")
+    [secret] = of_kind(docs, "Secret")
+    url = base64.b64decode(secret["data"]["FLOWHOOKS_REDIS_URL"]).decode()
+    assert url == SENTINEL_URL
+    assert Settings(redis_url=url).redis_location == f"sentinel {SENTINELS}/mymaster/0"
+    for component in ("receiver", "worker"):
+        for container in containers(pod(docs, component)):
+            env = env_of(container)
+            assert env["FLOWHOOKS_REDIS_MIN_REPLICAS"] == "1"
+            assert env["FLOWHOOKS_REDIS_WAIT_TIMEOUT"] == "500ms"
+    for container in containers(pod(documents(helm, "defaults"), "receiver")):
+        assert "FLOWHOOKS_REDIS_MIN_REPLICAS" not in env_of(container)
+        assert "FLOWHOOKS_REDIS_WAIT_TIMEOUT" not in env_of(container)
+
+
+def test_keda_asks_the_sentinels_for_the_primary(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "sentinel")
+    [scaled] = of_kind(docs, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis-sentinel"
+    assert trigger["metadata"] == {
+        "addresses": SENTINELS,
+        "sentinelMaster": "mymaster",
+        "databaseIndex": "0",
+        "enableTLS": "false",
+        "listName": "rq:queue:flowhooks",
+        "listLength": "50",
+        "activationListLength": "0",
+    }
+    [auth] = of_kind(docs, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "redis-auth", "key": "password"},
+        {"parameter": "sentinelPassword", "name": "redis-auth", "key": "password"},
+    ]

@@ -103,6 +103,14 @@ seccompProfile:
   value: /etc/flowhooks/flowhooks.yaml
 - name: FLOWHOOKS_JOB_TIMEOUT
   value: {{ .Values.jobTimeoutSeconds | quote }}
+{{- with .Values.redis.minReplicas }}
+- name: FLOWHOOKS_REDIS_MIN_REPLICAS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.redis.waitTimeout }}
+- name: FLOWHOOKS_REDIS_WAIT_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
