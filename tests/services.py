@@ -239,6 +239,11 @@ def _instant(value: object) -> float | None:
         return None
 
 
+KEEP_ALIVE = 75
+"""Seconds an idle connection is kept open, as the services' load balancers do (uvicorn's
+default, 5 s, would have a client reuse connections closed under it)."""
+
+
 def serve(port: int, routing_key: str) -> None:
     """The stand-ins' process."""
     uvicorn.run(
@@ -248,6 +253,7 @@ def serve(port: int, routing_key: str) -> None:
         log_config=None,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE,
     )
 
 
@@ -260,7 +266,9 @@ class Services:
         self.process = multiprocessing.get_context("spawn").Process(
             target=serve, args=(self.port, routing_key), daemon=True
         )
-        self.client = httpx.Client(base_url=self.url(""), timeout=10)
+        # a connection of its own for each call: polling, they are far apart
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        self.client = httpx.Client(base_url=self.url(""), timeout=10, limits=no_reuse)
         self.webhook: list[Arrival] = []
         self.slack: list[SlackPost] = []
         self.pagerduty: list[PagerDutyEvent] = []
