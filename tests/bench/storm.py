@@ -217,32 +217,38 @@ def slack_outcomes(redis: Redis, event_ids: Sequence[str]) -> dict[str, str]:
     """Of the failures ``event_ids``, those whose Slack notification is done: ``sent`` when
     their timeline has an entry of its delivery, delivered; ``carried`` when another message
     carried it (a digest: the delivery is marked delivered, and the timeline names the
-    digest)."""
+    digest). Timelines and marks are read in one transaction, so that a delivery recorded
+    between two reads is not taken for a carried one."""
     refs = [keys.ref(SOURCE, e) for e in event_ids]
-    with redis.pipeline(transaction=False) as pipe:
-        for ref in refs:
+    planned = [
+        _slack_delivery(ref, t) for ref, t in zip(refs, _timelines(redis, refs), strict=True)
+    ]
+    known = [(e, r, d) for e, r, d in zip(event_ids, refs, planned, strict=True) if d is not None]
+    with redis.pipeline(transaction=True) as pipe:
+        for _, ref, delivery in known:
             pipe.lrange(keys.timeline(ref), 0, -1)
-        timelines = [[json.loads(entry) for entry in t] for t in pipe.execute()]
-    planned = [_slack_delivery(ref, t) for ref, t in zip(refs, timelines, strict=True)]
-    with redis.pipeline(transaction=False) as pipe:
-        for delivery in planned:
-            pipe.exists(keys.delivered(delivery or "none"))
-        marked = pipe.execute()
+            pipe.exists(keys.delivered(delivery))
+        replies = pipe.execute()
     done: dict[str, str] = {}
-    for event_id, delivery, timeline, mark in zip(
-        event_ids, planned, timelines, marked, strict=True
+    for (event_id, _, delivery), timeline, mark in zip(
+        known, replies[::2], replies[1::2], strict=True
     ):
-        if delivery is None:
-            continue
         own = any(
             entry.get("delivery_id") == delivery and entry.get("outcome") == "delivered"
-            for entry in timeline
+            for entry in map(json.loads, timeline)
         )
         if own:
             done[event_id] = "sent"
         elif mark:
             done[event_id] = "carried"
     return done
+
+
+def _timelines(redis: Redis, refs: Sequence[str]) -> list[list[dict[str, Any]]]:
+    with redis.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.lrange(keys.timeline(ref), 0, -1)
+        return [[json.loads(entry) for entry in t] for t in pipe.execute()]
 
 
 def _slack_delivery(ref: str, timeline: Iterable[dict[str, Any]]) -> str | None:
