@@ -8,6 +8,8 @@ Times in what is printed are seconds since posting began.
 """
 
 import asyncio
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,17 +55,23 @@ routes:
   routes:
     - actions: [hook]
       continue: true
+      repeat_interval: 0s
     - matchers: ['kind="flow.failed"']
       actions: [pager]
       resolve: true
 """
-"""Every event to the webhook; failures to PagerDuty, resolved by the flow's next success."""
+"""Every event to the webhook (a repeat interval would hold back a flow's second failure in a
+row there too); failures to PagerDuty, resolved by the flow's next success."""
 DUPLICATE_WINDOW = 2.0
 """A second copy of a notification is within the documented window when a worker was
 SIGKILLed at most this many seconds after the first copy arrived (it died after sending and
 before recording the delivery), or half a second before (the request was on its way)."""
-TAIL = 25
-"""Lines of a process's log quoted when something went wrong."""
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos"
+"""Where the processes' logs of a failed run are kept."""
+TAIL = 8
+"""Log records of a process quoted when something went wrong."""
+LOG_RECORD = re.compile(r"\d\d:\d\d:\d\d [A-Z]+ ")
+"""The start of a line of the text log format: a record, not a line of a traceback."""
 
 
 # The processes ------------------------------------------------------------------------------
@@ -77,12 +85,17 @@ class ReceiverProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.exits: list[int] = []
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start it; senders meanwhile find the port closed, as during a rollout."""
         argv = [*FLOWHOOKS, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
+
+    def start(self) -> None:
+        """Start it and wait until it listens."""
+        self.launch()
         if not wait_until(self._listening, 30, interval=0.1):
             raise AssertionError(f"the receiver did not start:\n{tail(self.log)}")
 
@@ -127,7 +140,7 @@ class Launched(WorkerProcess):
 
 @dataclass
 class Life:
-    """One worker process in a slot, and how it ended."""
+    """One worker process in a slot, and how it ended (Unix times)."""
 
     worker: Launched
     started_at: float
@@ -153,7 +166,7 @@ class Crew:
         name = f"chaos-{slot + 1}-{len(self.lives[slot]) + 1}"
         worker = Launched(self.env, self.folder / f"{name}.log", name)
         worker.launch()
-        self.lives[slot].append(Life(worker, self.clock.now()))
+        self.lives[slot].append(Life(worker, time.time()))
 
     def kill(self, slot: int) -> bool:
         """SIGKILL the slot's worker and everything of its process group; ``False`` when it
@@ -161,7 +174,7 @@ class Crew:
         life = self.lives[slot][-1]
         if not life.worker.alive:
             return False
-        life.killed_at = self.clock.now()
+        life.killed_at = time.time()
         life.worker.kill()
         return True
 
@@ -169,11 +182,13 @@ class Crew:
         for lives in self.lives:
             life = lives[-1]
             if life.killed_at is None and life.exited_at is None and not life.worker.alive:
-                life.exited_at = self.clock.now()
+                life.exited_at = time.time()
 
     @property
     def kills(self) -> list[float]:
-        return sorted(life.killed_at for lives in self.lives for life in lives if life.killed_at)
+        """When workers were SIGKILLed, in test seconds."""
+        found = [life.killed_at for lives in self.lives for life in lives if life.killed_at]
+        return sorted(self.clock.of(at) for at in found)
 
     def stop_all(self) -> None:
         for lives in self.lives:
@@ -181,17 +196,18 @@ class Crew:
                 life.worker.kill()
 
     def describe(self) -> list[str]:
+        of = self.clock.of
         lines = []
         for lives in self.lives:
             for life in lives:
                 how = "running"
                 if life.killed_at is not None:
-                    how = f"SIGKILLed at {life.killed_at:.1f} s"
+                    how = f"SIGKILLed at {of(life.killed_at):.1f} s"
                 elif life.exited_at is not None:
-                    how = (
-                        f"EXITED BY ITSELF with code {life.code}, noticed at {life.exited_at:.1f} s"
-                    )
-                lines.append(f"  {life.worker.name} (started at {life.started_at:.1f} s): {how}")
+                    noticed = of(life.exited_at)
+                    how = f"EXITED BY ITSELF with code {life.code}, noticed at {noticed:.1f} s"
+                started = of(life.started_at)
+                lines.append(f"  {life.worker.name} (started at {started:.1f} s): {how}")
         return lines
 
     def self_exited(self) -> list[Life]:
@@ -199,11 +215,14 @@ class Crew:
 
 
 def tail(log: Path, lines: int = TAIL) -> str:
+    """The last ``lines`` log records of a process's log (text format), without the frames
+    of tracebacks (the whole log stays in the test's folder)."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    records = [line for line in text.splitlines() if LOG_RECORD.match(line)]
+    return "\n".join(records[-lines:])
 
 
 # Time, the schedule and the record of what happened -----------------------------------------
@@ -242,19 +261,26 @@ class Record:
     clock: Clock
     lines: list[str] = field(default_factory=list)
     redis_stops: list[float] = field(default_factory=list)
+    """In test seconds."""
 
-    def note(self, what: str) -> None:
-        self.lines.append(f"{self.clock.now():6.1f} s  {what}")
+    def note(self, what: str, at: float | None = None) -> None:
+        """Write down ``what`` happened at ``at`` (a Unix time; now if not given)."""
+        when = self.clock.now() if at is None else self.clock.of(at)
+        self.lines.append(f"{when:6.1f} s  {what}")
 
 
 def run_schedule(steps: Iterable[Step], clock: Clock, record: Record, crew: Crew) -> None:
-    """Take each step at its time; between steps, notice workers that exited by themselves."""
+    """Take each step at its time (or as soon as the one before is done); between steps,
+    notice workers that exited by themselves."""
     for step in sorted(steps, key=lambda s: s.at):
         while clock.now() < step.at:
             crew.notice_exits()
             clock.sleep_until(min(step.at, clock.now() + 0.5))
+        started = time.time()
         result = step.do()
-        record.note(step.what + ("" if result is not False else " (nothing to do)"))
+        took = time.time() - started
+        what = step.what + (" (nothing to do)" if result is False else "")
+        record.note(what + (f" (took {took:.1f} s)" if took >= 1 else ""), at=started)
         crew.notice_exits()
 
 
@@ -349,9 +375,11 @@ class Chaos:
     def start_redis(self) -> None:
         self.redis.start()
 
-    def restart_receiver(self) -> None:
+    def stop_receiver(self) -> None:
         self.receiver.stop(signal.SIGTERM)
-        self.receiver.start()
+
+    def start_receiver(self) -> None:
+        self.receiver.launch()
 
     def answer_webhook(self, status: int, retry_after: int | None = None) -> None:
         self.services.answer_webhook(status, retry_after)
@@ -510,6 +538,14 @@ class Verdict:
         return "\n".join([*self.problems, "", *self.counts, "", *self.details])
 
 
+def keep_logs(folder: Path) -> None:
+    """Copy the processes' logs to :data:`ARTIFACTS` (those of an earlier run go)."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    for log in folder.glob("*.log"):
+        shutil.copy(log, ARTIFACTS / log.name)
+
+
 def judge(chaos: Chaos, traffic: Traffic, settled: bool) -> Verdict:
     services, clock = chaos.services, chaos.clock
     services.fetch()
@@ -561,7 +597,13 @@ def judge(chaos: Chaos, traffic: Traffic, settled: bool) -> Verdict:
             f"PagerDuty incident {r.dedup_key} opened again at {r.at:.1f} s by event "
             f"{r.event_id}: {r.why}"
         )
-    details = ["what the test did:", *chaos.record.lines, "workers:", *chaos.crew.describe()]
+    details = [
+        f"the logs: {ARTIFACTS}",
+        "what the test did:",
+        *chaos.record.lines,
+        "workers:",
+        *chaos.crew.describe(),
+    ]
     for life in chaos.crew.self_exited():
         details += [f"--- the end of {life.worker.name}'s log", tail(life.worker.log)]
     if problems:

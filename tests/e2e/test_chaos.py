@@ -19,6 +19,7 @@ from tests.e2e.chaos_support import (
     Traffic,
     chaos_system,
     judge,
+    keep_logs,
     run_schedule,
     wait_delivered,
 )
@@ -45,14 +46,17 @@ def schedule(chaos: Chaos) -> list[Step]:
         Step(14.0, "the webhook answers 200", partial(chaos.answer_webhook, 200)),
         Step(15.0, "Redis SIGKILLed", partial(chaos.stop_redis, signal.SIGKILL)),
         Step(17.0, "Redis started again", chaos.start_redis),
-        Step(24.0, "the receiver SIGTERMed and started again", chaos.restart_receiver),
+        Step(24.0, "the receiver SIGTERMed (exited)", chaos.stop_receiver),
+        Step(24.0, "the receiver started again", chaos.start_receiver),
         Step(30.0, "Redis SIGTERMed", partial(chaos.stop_redis, signal.SIGTERM)),
         Step(31.0, "Redis started again", chaos.start_redis),
     ]
     for at, slot in KILLS:
-        steps.append(Step(at, f"SIGKILL worker slot {slot + 1}", partial(chaos.kill_worker, slot)))
         steps.append(
-            Step(at + 1, f"start worker slot {slot + 1} again", partial(chaos.start_worker, slot))
+            Step(at, f"worker slot {slot + 1} SIGKILLed", partial(chaos.kill_worker, slot))
+        )
+        steps.append(
+            Step(at + 1, f"worker slot {slot + 1} started again", partial(chaos.start_worker, slot))
         )
     return steps
 
@@ -71,5 +75,7 @@ def test_acknowledged_events_arrive_once_through_kills_restarts_and_an_outage(
         settled = wait_delivered(chaos, traffic, WAIT)
         chaos.record.note("waiting ended" + (", flowhooks settled" if settled else ""))
         verdict = judge(chaos, traffic, settled)
+        if verdict.problems:
+            keep_logs(tmp_path)
     print(verdict.summary())
     assert not verdict.problems, verdict.report()
