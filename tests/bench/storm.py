@@ -170,8 +170,6 @@ class Progress:
     redis: Redis
     arrived: dict[str, float] = field(default_factory=dict)
     """Event id: when its notification first reached the webhook (answered 200)."""
-    received: dict[str, float] = field(default_factory=dict)
-    """Event id: the receiver's ``received_at``, from the notification."""
     slack_done: dict[str, str] = field(default_factory=dict)
     """Failure event id: ``sent`` (a Slack message of its own) or ``carried`` (by another)."""
     incidents: dict[str, float] = field(default_factory=dict)
@@ -182,8 +180,6 @@ class Progress:
         for arrival in self.services.webhook:
             if arrival.status == 200 and arrival.event_id is not None:
                 self.arrived.setdefault(arrival.event_id, arrival.at)
-                if arrival.received_at is not None:
-                    self.received[arrival.event_id] = arrival.received_at
         for event in self.services.pagerduty:
             if event.opened:
                 self.incidents.setdefault(event.dedup_key, event.at)
