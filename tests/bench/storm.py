@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -466,6 +467,7 @@ def main() -> None:
     if not complete:
         say(f"the processes' logs: {workdir}")
         sys.exit(1)
+    shutil.rmtree(workdir)
 
 
 if __name__ == "__main__":
