@@ -592,6 +592,12 @@ def judge(chaos: Chaos, traffic: Traffic, settled: bool) -> Verdict:
             f"(SIGKILLs at {_times(chaos.crew.kills)}; Redis stopped at "
             f"{_times(chaos.record.redis_stops)})"
         )
+    for life in chaos.crew.self_exited():
+        noticed = clock.of(life.exited_at or 0.0)
+        problems.append(
+            f"worker {life.worker.name} exited by itself with code {life.code} (noticed at "
+            f"{noticed:.1f} s; Redis stopped at {_times(chaos.record.redis_stops)})"
+        )
     for r in reopened:
         problems.append(
             f"PagerDuty incident {r.dedup_key} opened again at {r.at:.1f} s by event "

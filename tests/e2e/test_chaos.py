@@ -4,8 +4,8 @@ SIGKILLed again and again, Redis (AOF, ``appendfsync always``) is SIGKILLed and 
 and started again, the receiver is restarted, and the webhook endpoint answers 503, then 429
 with ``Retry-After``, before it answers 200 again. Then: every acknowledged event is delivered,
 no ``Idempotency-Key`` is delivered twice outside the documented window (a worker killed after
-sending and before recording), and no PagerDuty incident is opened twice for one run of
-failures of a flow."""
+sending and before recording), no PagerDuty incident is opened twice for one run of failures of
+a flow, and no worker exited by itself."""
 
 import signal
 from functools import partial
