@@ -12,7 +12,7 @@ HELM_VENV   := .venv-helm
 HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
 HELM_PYTHON ?=
 
-.PHONY: install dev test lint bench bench-routing clean chromium
+.PHONY: install dev test lint bench bench-routing bench-storm clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench: $(STAMP)
 ## Events routed and delivered to a local HTTP sink at steady rates, next to RQ's no-op rate.
 bench-routing: $(STAMP)
 	$(BIN)/python -m tests.bench.routing $(BENCH_ARGS)
+
+## A storm of failures during a steady stream, routed to a webhook, Slack and PagerDuty stand-ins.
+bench-storm: $(STAMP)
+	$(BIN)/python -m tests.bench.storm $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(HELM_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,7 +39,7 @@ def redis(redis_url: str) -> Iterator[Redis]:
 def private_redis() -> Iterator[RedisProcess]:
     """A Redis of the test's own, for tests that stop and restart it; it keeps what it was
     told across a restart (an append-only file)."""
-    server = RedisProcess(aof=True)
+    server = RedisProcess(durable=True)
     server.start()
     try:
         yield server

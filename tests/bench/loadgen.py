@@ -1,10 +1,17 @@
-"""A small closed-loop HTTP/1.1 load generator: ``connections`` keep-alive connections, each
-sending the next prepared request as soon as the previous answer is complete."""
+"""A small HTTP/1.1 load generator on raw keep-alive connections (httpx costs more CPU a
+request than the receiver does, and on two cores that CPU is taken from the system measured).
+
+:func:`run` is closed-loop: ``connections`` connections, each sending the next prepared request
+as soon as the previous answer is complete. :func:`paced` sends at a steady rate over a
+:class:`Pool`, and :func:`acknowledged` sends one request again until it is acknowledged, as
+Etlworks retries a webhook.
+"""
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -26,6 +33,7 @@ class Connection(asyncio.Protocol):
         self.buffer = b""
         self.waiter: asyncio.Future[int] | None = None
         self.transport: asyncio.WriteTransport | None = None
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio's; they write all the same.
@@ -49,11 +57,16 @@ class Connection(asyncio.Protocol):
         waiter.set_result(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(ConnectionError("closed"))
 
     async def send(self, request: bytes) -> int:
+        """The status of the answer to ``request``; ``ConnectionError`` when the connection
+        is or gets closed before the answer is complete."""
         assert self.transport is not None
+        if self.closed:
+            raise ConnectionError("closed")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self.waiter
@@ -93,3 +106,109 @@ async def run(
     await asyncio.gather(*(client() for _ in range(connections)))
     mark()
     return result
+
+
+def http_request(port: int, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """A POST of ``body`` to ``path`` on the loopback ``port``, as bytes on the wire."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class Pool:
+    """At most ``size`` keep-alive connections to a loopback ``port``, opened when needed and
+    again after one breaks (the server restarted, or closed it)."""
+
+    def __init__(self, port: int, size: int, *, timeout: float = 30.0) -> None:
+        self.port, self.timeout = port, timeout
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[Connection] = []
+
+    async def send(self, request: bytes) -> int:
+        """The status of the answer to ``request``. Raises ``OSError`` (connection refused,
+        reset or closed, no answer within ``timeout`` seconds) having dropped the connection."""
+        async with self.slots:
+            connection = await self._connection()
+            try:
+                status = await asyncio.wait_for(connection.send(request), self.timeout)
+            except OSError:  # TimeoutError and ConnectionError included
+                if connection.transport is not None:
+                    connection.transport.close()
+                raise
+            self.idle.append(connection)
+            return status
+
+    async def _connection(self) -> Connection:
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.closed:
+                return connection
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(Connection, "127.0.0.1", self.port)
+        return connection
+
+    def close(self) -> None:
+        for connection in self.idle:
+            if connection.transport is not None:
+                connection.transport.close()
+        self.idle.clear()
+
+
+@dataclass
+class Posted:
+    """One request sent until answered: when it was first sent, how it was answered last and
+    when, and how many times it was sent."""
+
+    first_at: float
+    status: int | None = None
+    """``None``: no answer ever came (every attempt met a broken connection)."""
+    answered_at: float | None = None
+    attempts: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+RETRIED = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses after which a sender tries the same request again later."""
+
+
+async def acknowledged(pool: Pool, request: bytes, *, every: float, give_up_after: float) -> Posted:
+    """Send ``request`` until it is answered with anything but a status of :data:`RETRIED`,
+    as Etlworks retries a webhook: the same bytes again (so the same event id) ``every``
+    seconds after a 503, a refused, reset or closed connection, for ``give_up_after`` seconds
+    at most."""
+    posted = Posted(time.time())
+    deadline = time.monotonic() + give_up_after
+    while True:
+        posted.attempts += 1
+        try:
+            posted.status = await pool.send(request)
+            posted.answered_at = time.time()
+        except OSError:
+            pass
+        else:
+            if posted.status not in RETRIED:
+                return posted
+        if time.monotonic() + every > deadline:
+            return posted
+        await asyncio.sleep(every)
+
+
+async def paced(
+    rate: float, count: int, send: Callable[[int], Coroutine[Any, Any, Posted]]
+) -> list[Posted]:
+    """Call ``send(i)`` for ``i`` in ``range(count)``, ``rate`` a second on a steady clock,
+    each in a task of its own (a slow answer delays no later request); what each returned,
+    once all have."""
+    tasks: list[asyncio.Task[Posted]] = []
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i)))
+    return list(await asyncio.gather(*tasks))

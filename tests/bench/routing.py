@@ -17,30 +17,21 @@ import asyncio
 import hashlib
 import hmac
 import json
-import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
-import httpx
-import uvicorn
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, SimpleWorker
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.bench.loadgen import Connection
-from tests.support import RedisProcess, free_port, wait_until
+from config import keys
+from config.connections import connect
+from tests.bench.loadgen import Pool, Posted, acknowledged, http_request, paced
+from tests.bench.system import commands, percentile, processes, wait_ready
+from tests.services import WEBHOOK_PATH, Services
+from tests.support import RedisProcess, free_port, settings, wait_until
 
 CONNECTIONS = 32
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -54,78 +45,6 @@ actions:
 routes:
   actions: [sink]
 """
-
-
-ARRIVALS = "bench:arrivals"
-
-
-def serve_sink(port: int, redis_url: str) -> None:
-    """The far side, a process of its own (sharing the load generator's would slow both):
-    records in Redis when each event's notification arrived, and its ``received_at``."""
-    conn = AsyncRedis.from_url(redis_url)
-
-    async def receive(request: Request) -> Response:
-        event = (await request.json())["event"]
-        received = datetime.fromisoformat(event["received_at"]).timestamp()
-        await conn.hset(ARRIVALS, event["id"], f"{time.time()} {received}")
-        return Response(b"ok")
-
-    app = Starlette(routes=[Route("/hook", receive, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
-
-
-class Sink:
-    """The sink process, and what it recorded: when each event arrived, and when the receiver
-    had taken it in (its ``received_at``: one machine, one clock)."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.port = free_port()
-        self.redis = Redis.from_url(redis_url, decode_responses=True)
-        self.process = multiprocessing.get_context("spawn").Process(
-            target=serve_sink, args=(self.port, redis_url), daemon=True
-        )
-        self.arrivals: dict[str, float] = {}
-        self.received: dict[str, float] = {}
-
-    def read(self) -> None:
-        recorded: dict[str, str] = self.redis.hgetall(ARRIVALS)  # type: ignore[assignment]
-        for key, value in recorded.items():
-            arrived, received = value.split()
-            self.arrivals[key] = float(arrived)
-            self.received[key] = float(received)
-
-    def __enter__(self) -> "Sink":
-        self.process.start()
-        if not wait_until(lambda: _listening(self.port), 10):
-            raise RuntimeError("the sink did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.join(10)
-
-
-def _listening(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
-
-
-@contextmanager
-def processes(argvs: list[list[str]], env: dict[str, str]) -> Iterator[None]:
-    running = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for argv in argvs
-    ]
-    try:
-        yield
-    finally:
-        for process in running:
-            process.terminate()
-        for process in running:
-            process.wait(30)
 
 
 def signed(event_id: str, sent: float) -> tuple[bytes, dict[str, str]]:
@@ -147,48 +66,21 @@ def signed(event_id: str, sent: float) -> tuple[bytes, dict[str, str]]:
 
 async def post_at_rate(port: int, rate: float, seconds: float, tag: str) -> dict[str, float]:
     """Post ``rate`` events a second for ``seconds`` over keep-alive connections of the
-    in-repo load generator (httpx costs more CPU a request than the receiver does, and on two
-    cores that CPU is taken from the system measured); the post time of each event id. A
-    request waits for a free connection, so a receiver that falls behind shows in the
-    posted-to-delivered figures."""
-    loop = asyncio.get_running_loop()
-    idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(CONNECTIONS):
-        _, connection = await loop.create_connection(Connection, "127.0.0.1", port)
-        idle.put_nowait(connection)
+    in-repo load generator; the post time of each event id. A request waits for a free
+    connection, so a receiver that falls behind shows in the posted-to-delivered figures."""
+    pool = Pool(port, CONNECTIONS)
 
-    async def post(request: bytes) -> int:
-        connection = await idle.get()
-        try:
-            return await connection.send(request)
-        finally:
-            idle.put_nowait(connection)
+    async def post(i: int) -> Posted:
+        body, headers = signed(f"{tag}-{i}", time.time())
+        request = http_request(port, "/webhooks/etlworks", body, headers)
+        return await acknowledged(pool, request, every=1.0, give_up_after=0)
 
-    sent: dict[str, float] = {}
-    tasks = []
-    start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        event_id = f"{tag}-{i}"
-        now = time.time()
-        body, headers = signed(event_id, now)
-        sent[event_id] = now
-        tasks.append(asyncio.create_task(post(_request(port, body, headers))))
-    statuses = await asyncio.gather(*tasks)
-    refused = [status for status in statuses if status != 202]
+    posted = await paced(rate, int(rate * seconds), post)
+    pool.close()
+    refused = [p.status for p in posted if p.status != 202]
     if refused:
         raise RuntimeError(f"the receiver refused {len(refused)} events: {refused[:5]}")
-    return sent
-
-
-def _request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return (
-        f"POST /webhooks/etlworks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    return {f"{tag}-{i}": p.first_at for i, p in enumerate(posted)}
 
 
 def noop_rate(redis_url: str, jobs: int) -> float:
@@ -201,11 +93,6 @@ def noop_rate(redis_url: str, jobs: int) -> float:
     start = time.perf_counter()
     worker.work(burst=True, logging_level="WARNING")
     return jobs / (time.perf_counter() - start)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def main() -> None:
@@ -223,51 +110,46 @@ def main() -> None:
         print(
             f"RQ no-op jobs, one SimpleWorker: {noop_rate(redis.url, 2000):.0f} jobs/s", flush=True
         )
-        with Sink(redis.url) as sink:
+        with Services(routing_key="unused") as sink:
             port = free_port()
             env = {
                 **os.environ,
                 "BENCH_SECRET": SECRET,
-                "BENCH_SINK_URL": f"http://127.0.0.1:{sink.port}/hook",
+                "BENCH_SINK_URL": sink.url(WEBHOOK_PATH),
                 "FLOWHOOKS_REDIS_URL": redis.url,
                 "FLOWHOOKS_CONFIG": str(workdir / "flowhooks.yaml"),
                 "FLOWHOOKS_LOG_LEVEL": "WARNING",
             }
-            me = [sys.executable, "-m", "flowhooks"]
-            argvs = [[*me, "serve", "--host", "127.0.0.1", "--port", str(port)]]
-            argvs += [[*me, "worker", "--name", f"bench-{i}"] for i in range(args.workers)]
-            with processes(argvs, env):
-                if not wait_until(lambda: _ready(port), 30):
-                    raise RuntimeError("the receiver did not start")
+            with processes(commands(port, args.workers), env):
+                wait_ready(port)
                 for rate in args.rates:
                     _measure(sink, port, rate, args.seconds, redis.url)
     finally:
         redis.cleanup()
 
 
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _measure(sink: Sink, port: int, rate: float, seconds: float, redis_url: str) -> None:
+def _measure(sink: Services, port: int, rate: float, seconds: float, redis_url: str) -> None:
     tag = f"r{int(rate)}-{int(time.time())}"
     sent = asyncio.run(post_at_rate(port, rate, seconds, tag))
     stopped = time.time()
-    backlog = Redis.from_url(redis_url).llen("rq:queue:flowhooks")
+    backlog = connect(settings(redis_url)).llen(f"rq:queue:{keys.QUEUE}")
+    arrivals: dict[str, float] = {}
+    received: dict[str, float] = {}
 
     def arrived() -> bool:
-        sink.read()
-        return all(e in sink.arrivals for e in sent)
+        sink.fetch()
+        for arrival in sink.webhook:
+            if arrival.event_id is not None and arrival.received_at is not None:
+                arrivals.setdefault(arrival.event_id, arrival.at)
+                received[arrival.event_id] = arrival.received_at
+        return all(e in arrivals for e in sent)
 
-    if not wait_until(arrived, 120):
-        missing = sum(1 for e in sent if e not in sink.arrivals)
+    if not wait_until(arrived, 120, interval=0.5):
+        missing = sum(1 for e in sent if e not in arrivals)
         raise RuntimeError(f"{missing} deliveries did not arrive within 2 minutes")
-    latencies = [sink.arrivals[e] - sink.received[e] for e in sent]
-    posted = [sink.arrivals[e] - sent[e] for e in sent]
-    in_time = sum(1 for e in sent if sink.arrivals[e] <= stopped)
+    latencies = [arrivals[e] - received[e] for e in sent]
+    posted = [arrivals[e] - sent[e] for e in sent]
+    in_time = sum(1 for e in sent if arrivals[e] <= stopped)
     print(
         f"{rate:5.0f} events/s for {seconds:.0f}s: delivered {in_time / seconds:6.1f}/s while "
         f"sending, backlog at the end {backlog} jobs, received-to-delivered "
