@@ -54,7 +54,9 @@ def _user() -> str:
 @silence.command("add")
 @click.argument("matchers", nargs=-1, metavar="MATCHER...")
 @click.option("--matcher", "more", multiple=True, hidden=True)  # the form of earlier releases
-@click.option("--duration", help="How long, from its start: 30m, 2h, 7d.  [default: 1h]")
+@click.option(
+    "--duration", metavar="DURATION", help="How long, from its start: 30m, 2h, 7d.  [default: 1h]"
+)
 @params.time_option("--end", ago=False, help="Instead of --duration: when it ends.")
 @params.time_option("--start", ago=False, help="When it starts (default: now).")
 @click.option("--comment", required=True, help="Why: the next person on call reads it.")

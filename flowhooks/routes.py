@@ -168,7 +168,9 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--source", help="The source a raw body arrives on, or the event's source.")
 @params.time_option("--at", ago=False, help="Route as at this time (default: now).")
-@click.option("--expect", help="Comma-separated actions that must fire: exit 1 if others do.")
+@click.option(
+    "--expect", metavar="A,B", help="The actions that must fire, and only they: else exit 1."
+)
 @click.option(
     "--cases",
     "cases_file",
