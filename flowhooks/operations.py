@@ -19,7 +19,7 @@ from config.matchers import parse
 from config.silences import Silence
 from flowhooks import params
 from flowhooks.common import Group, Target, fail, redis_option, usage
-from flowhooks.output import Output, cell, document, lines, output_option, table, when
+from flowhooks.output import Output, block, cell, document, lines, output_option, table, when
 from receiver.admin.reports import silence as silence_document
 
 # silences ---------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def dlq_show(job_id: str, output: Output, redis: Target) -> None:
     click.echo("\n".join(f"{name.ljust(width)}  {cell(value)}" for name, value in fields))
     click.echo("\nargs\n" + json.dumps(shown["args"], indent=2, default=str))
     if shown["exc_info"]:
-        click.echo("\nerror\n" + shown["exc_info"].rstrip())
+        click.echo("\nerror\n" + block(shown["exc_info"].rstrip()))
 
 
 @dlq.command("replay")

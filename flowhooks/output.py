@@ -47,6 +47,12 @@ def cell(value: object) -> str:
     return _CONTROL.sub(_escape, str(value))
 
 
+def block(text: str) -> str:
+    """Lines of text as :func:`cell` shows a value: line breaks kept, other control characters
+    escaped."""
+    return "\n".join(cell(line) for line in text.splitlines())
+
+
 def _escape(found: re.Match[str]) -> str:
     char = found.group()
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")

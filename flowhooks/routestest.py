@@ -18,6 +18,7 @@ from config.base import DERIVED
 from config.events import LABELS, Event
 from config.schema import Config
 from config.silences import Silence
+from flowhooks.output import block
 from receiver.normalize import Unparseable, normalize, parse_body
 from workers.delivery import Incident, Planned, labels_of, plan
 from workers.rendering import RenderError, render
@@ -157,7 +158,7 @@ def describe(report: Report) -> str:
     for key, payload in report.rendered.items():
         text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
         lines.append(f"  {key}:")
-        lines.extend(f"    {line}" for line in text.splitlines())
+        lines.extend(f"    {line}" for line in block(text).splitlines())
     return "\n".join(lines)
 
 

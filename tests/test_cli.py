@@ -269,6 +269,21 @@ def test_events_list_is_a_table_newest_first(tmp_path: Path, redis_url: str) -> 
     ]
 
 
+def test_what_an_event_carries_cannot_break_the_table(
+    tmp_path: Path, receiver: ServedApp, redis_url: str
+) -> None:
+    body = json.dumps(
+        {"eventId": "odd", "eventType": "FLOW_FAILED", "flowId": 9, "flowName": "a\x1b[2J\nb"}
+    ).encode()
+    mac = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-Etl-Webhook-Signature": mac, "Content-Type": "application/json"}
+    assert httpx.post(f"{receiver.url}/webhooks/etl", content=body, headers=headers).is_success
+    text = ok(flowhooks("events", "list", cwd=tmp_path, redis_url=redis_url))
+    assert "\x1b" not in text
+    [row] = columns(text)
+    assert row["FLOW NAME"] == "a\\x1b[2J\\nb"
+
+
 @pytest.mark.usefixtures("stored")
 def test_times_are_shown_in_the_local_zone_with_their_offset(
     tmp_path: Path, redis_url: str
