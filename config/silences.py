@@ -71,14 +71,17 @@ def create(
     author: str,
     comment: str,
     now: datetime,
+    starts_at: datetime | None = None,
 ) -> Silence:
-    """Store a silence starting ``now`` for ``duration`` seconds, or until ``ends_at`` (give
-    one of them); raise ``ValueError`` for a bad matcher, duration or end."""
+    """Store a silence starting at ``starts_at`` (``now`` when unset or past, as Alertmanager
+    does) for ``duration`` seconds, or until ``ends_at`` (give one of them); raise
+    ``ValueError`` for a bad matcher, start, duration or end."""
+    start = _start(now, starts_at)
     silence = Silence(
         id=uuid.uuid4().hex[:12],
         matchers=tuple(_checked(matchers)),
-        starts_at=now,
-        ends_at=_end(now, duration, ends_at),
+        starts_at=start,
+        ends_at=_end(start, duration, ends_at, later=start > now),
         author=author,
         comment=comment,
     )
@@ -99,20 +102,32 @@ def _checked(matchers: Sequence[str]) -> Sequence[str]:
     return matchers
 
 
-def _end(now: datetime, duration: float | None, ends_at: datetime | None) -> datetime:
+def _start(now: datetime, starts_at: datetime | None) -> datetime:
+    if starts_at is None:
+        return now
+    if starts_at.tzinfo is None:
+        raise ValueError("a silence's start needs a time zone")
+    return max(starts_at, now)
+
+
+def _end(
+    start: datetime, duration: float | None, ends_at: datetime | None, *, later: bool
+) -> datetime:
+    """The end of a silence from ``start``, which is ``later`` than now or is now."""
     if (duration is None) == (ends_at is None):
         raise ValueError("give a silence either a duration or an end")
     if ends_at is not None:
         if ends_at.tzinfo is None:
             raise ValueError("a silence's end needs a time zone")
-        if not ends_at > now:
-            raise ValueError("a silence must end in the future")
+        if not ends_at > start:
+            when = "after it starts" if later else "in the future"
+            raise ValueError(f"a silence must end {when}")
         return ends_at
     assert duration is not None
     if not duration > 0:
         raise ValueError("a silence must last longer than zero")
     try:
-        return now + timedelta(seconds=duration)
+        return start + timedelta(seconds=duration)
     except OverflowError:  # past the year 9999
         raise ValueError("a silence cannot last that long") from None
 

@@ -1,6 +1,7 @@
-"""``flowhooks``: serve, worker, dev, check-config, events, send-test."""
+"""``flowhooks``: the command, a composition root above the receiver and the workers: serve,
+worker, dev, check-config and send-test here; events, routes, silence and dlq in modules of
+their own. Exit codes and the shared options: :mod:`flowhooks.common`."""
 
-import json
 import logging
 import signal
 import sys
@@ -13,40 +14,48 @@ import httpx
 import uvicorn
 from redis.exceptions import RedisError
 
-from config import eventlog
-from config.loader import ConfigError, load
+from flowhooks import devstate
 from flowhooks.common import (
+    CONTEXT,
+    Group,
+    Target,
+    config_option,
     config_or_exit,
     fail,
     logging_or_exit,
-    redis_client,
-    settings_or_exit,
+    redis_option,
+    usage,
 )
 from flowhooks.devserver import run_dev
-from flowhooks.operations import dlq, routes, silence
+from flowhooks.events import events
+from flowhooks.operations import dlq, silence
+from flowhooks.routes import routes
 from flowhooks.sendtest import sample, sign
 from receiver.app import create_app
-from workers.etlworks.chains import loops
 from workers.worker import run as run_worker
 
 
-@click.group()
+@click.group(cls=Group, context_settings=CONTEXT)
 def main() -> None:
-    """flowhooks: receive Etlworks webhooks, keep every one, route them."""
+    """flowhooks: receive Etlworks webhooks, keep every one, route them.
+
+    Exit codes: 0 done; 1 a check failed, a thing was not found, or Redis could not be used;
+    2 the command line, a setting or the config file is wrong."""
 
 
-main.add_command(routes)
-main.add_command(silence)
-main.add_command(dlq)
+for group in (events, routes, silence, dlq):
+    main.add_command(group)
 
 
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 (a server)
 @click.option("--port", default=8000, show_default=True)
-def serve(host: str, port: int) -> None:
+@config_option
+@redis_option
+def serve(host: str, port: int, config_path: Path, redis: Target) -> None:
     """Run the receiver (the webhook endpoints, /healthz, /readyz, /metrics)."""
-    settings = settings_or_exit()
-    config = config_or_exit(settings.config)
+    settings = redis.settings.model_copy(update={"config": config_path})
+    config = config_or_exit(config_path)
     logging_or_exit(settings)
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight, then raises the
     # signal again under the handler it found: this one makes that finished stop exit 0.
@@ -70,10 +79,14 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
-def worker(burst: bool, name: str | None, metrics_port: int | None) -> None:
+@config_option
+@redis_option
+def worker(
+    burst: bool, name: str | None, metrics_port: int | None, config_path: Path, redis: Target
+) -> None:
     """Run a worker on the flowhooks queue (with RQ's scheduler). SIGHUP reloads the config."""
-    settings = settings_or_exit()
-    config = config_or_exit(settings.config)
+    settings = redis.settings.model_copy(update={"config": config_path})
+    config = config_or_exit(config_path)
     logging_or_exit(settings)
     try:
         run_worker(settings, config, burst=burst, name=name, metrics_port=metrics_port)
@@ -93,79 +106,45 @@ def dev(port: int, data: str) -> None:
 
 
 @main.command("check-config")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
-def check_config(path: Path | None) -> None:
-    """Validate the config file (default: $FLOWHOOKS_CONFIG or flowhooks.yaml)."""
-    path = path or settings_or_exit().config
-    try:
-        config = load(path, checks=(loops,))
-    except ConfigError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        sys.exit(1)
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+def check_config(path: Path | None, config_path: Path) -> None:
+    """Validate the config file PATH (default: --config): exit 2 with an error a line,
+    file:line: key.path: message."""
+    path = path or config_path
+    config = config_or_exit(path)
     click.echo(f"{path}: ok ({len(config.sources)} source(s): {', '.join(config.sources)})")
 
 
-@main.group()
-def events() -> None:
-    """Read stored events."""
-
-
-@events.command("list")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-def events_list(limit: int, as_json: bool) -> None:
-    """The newest events first."""
-    try:
-        rows = eventlog.recent(redis_client(), limit)
-    except RedisError as exc:
-        fail(f"cannot read events: {type(exc).__name__}: {exc}")
-    for event in rows:
-        if as_json:
-            click.echo(json.dumps(event))
-            continue
-        flow = f"flow {event['flow_id']} {event.get('flow_name') or ''}" if event["flow_id"] else ""
-        received = event["received_at"][:19].replace("T", " ")
-        click.echo(f"{received}  {event['source']:<12} {event['kind']:<15} {event['id']}  {flow}")
-
-
-@events.command("show")
-@click.argument("event_id")
-@click.option("--source", default=None, help="The source, when ids repeat across sources.")
-def events_show(event_id: str, source: str | None) -> None:
-    """An event and its timeline, as JSON."""
-    conn = redis_client()
-    try:
-        refs = eventlog.find(conn, event_id, source)
-        if not refs:
-            fail(f"no stored event with id {event_id!r}")
-        if len(refs) > 1:
-            fail(f"{len(refs)} sources have an event {event_id!r}: name one with --source")
-        stored = eventlog.load(conn, refs[0])
-    except RedisError as exc:
-        fail(f"cannot read events: {type(exc).__name__}: {exc}")
-    if stored is None:
-        fail(f"no stored event with id {event_id!r}")
-    click.echo(json.dumps({"event": stored.event, "timeline": stored.timeline}, indent=2))
+def _receiver(url: str | None) -> str:
+    """``--url``, else the receiver of a ``flowhooks dev`` running here; exit 2 with neither."""
+    if url is not None:
+        return url
+    dev = devstate.find(Path.cwd())
+    if dev is None:
+        usage("give --url (no `flowhooks dev` is running in this folder)")
+    return dev.receiver
 
 
 @main.command("send-test")
-@click.option("--url", required=True, help="The receiver's base URL, e.g. http://127.0.0.1:8000")
+@click.option("--url", help="The receiver's base URL (default: the `flowhooks dev` running here).")
 @click.option("--source", required=True, help="A source of the config; its checks sign the event.")
 @click.option("--event", "event_name", default="FLOW_FAILED", show_default=True)
 @click.option("--flow-id", default=12345, show_default=True)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@config_option
 def send_test(
-    url: str, source: str, event_name: str, flow_id: int, config_path: Path | None
+    url: str | None, source: str, event_name: str, flow_id: int, config_path: Path
 ) -> None:
-    """Post a realistic, signed Etlworks event to a running receiver."""
-    config = config_or_exit(config_path or settings_or_exit().config)
+    """Post a realistic, signed Etlworks event to a running receiver; exit 1 unless it is
+    accepted."""
+    base = _receiver(url)
+    config = config_or_exit(config_path)
     if source not in config.sources:
-        fail(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
+        usage(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
     now = time.time()
     body, headers = sample(event_name, flow_id, now)
     headers |= sign(config.sources[source].verify, body, now)
-    endpoint = f"{url.rstrip('/')}/webhooks/{source}"
+    endpoint = f"{base.rstrip('/')}/webhooks/{source}"
     try:
         response = httpx.post(
             endpoint,

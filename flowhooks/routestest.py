@@ -1,8 +1,9 @@
 """``flowhooks routes test``: what a rule set does with an event, by the code the worker runs.
 
-The event file is what a user has at hand: a raw Etlworks webhook body as received (normalized
-exactly as the receiver does, for ``--source``), or a canonical event as ``flowhooks events
-show`` prints it (its ``event`` part, or the whole output).
+The event is what a user has at hand: labels on the command line, as amtool takes them
+(:func:`labelled`), or a file holding a raw Etlworks webhook body as received (normalized
+exactly as the receiver does, for ``--source``) or a canonical event as ``flowhooks events
+show -o json`` prints it (its ``event`` part, or the whole output).
 """
 
 import json
@@ -11,9 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from config.events import Event
+from pydantic import ValidationError
+
+from config.base import DERIVED
+from config.events import LABELS, Event
 from config.schema import Config
 from config.silences import Silence
+from flowhooks.output import block
 from receiver.normalize import Unparseable, normalize, parse_body
 from workers.delivery import Incident, Planned, labels_of, plan
 from workers.rendering import RenderError, render
@@ -48,6 +53,35 @@ def load_event(
         raise ValueError(f"the receiver would refuse this body: {exc}") from None
     event = normalize(source, payload, etl_headers={}, body=body, received_at=received_at)
     return event.model_dump(mode="json")
+
+
+LABELLED_ID = "routes-test"
+"""The id of an event made of labels that name none."""
+
+
+def labelled(labels: Sequence[tuple[str, str]], received_at: datetime) -> dict[str, Any]:
+    """A canonical event with these ``(name, value)`` labels (``tags`` may repeat), the others
+    empty; raise ``ValueError`` naming a label that is unknown, missing or of a bad value."""
+    fields: dict[str, Any] = {"id": LABELLED_ID, "source": "", "event": "", "tags": []}
+    derived: dict[str, str] = {}
+    known = (*LABELS, *DERIVED, "tags")
+    for name, value in labels:
+        if name == "tags":
+            fields["tags"].append(value)
+        elif name in DERIVED:
+            derived[name] = value
+        elif name in LABELS:
+            fields[name] = value
+        else:
+            raise ValueError(f"unknown label {name!r} (known: {', '.join(known)})")
+    if "kind" not in fields:
+        raise ValueError("an event needs its kind, e.g. kind=flow.failed")
+    try:
+        event = Event.model_validate({**fields, "received_at": received_at})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ValueError(f"{first['loc'][0]}: {first['msg']}") from None
+    return event.model_dump(mode="json") | derived
 
 
 @dataclass(frozen=True)
@@ -85,6 +119,27 @@ def run(
     return Report(routes, planned, rendered)
 
 
+def document(report: Report) -> dict[str, Any]:
+    """The report as ``routes test -o json`` prints it."""
+    deliveries = [
+        {
+            "route": p.route,
+            "action": p.action,
+            "kind": p.kind,
+            "delivery_id": p.delivery_id,
+            "suppressed": p.suppressed,
+            "detail": p.detail,
+        }
+        for p in report.planned
+    ]
+    return {
+        "routes": report.routes,
+        "deliveries": deliveries,
+        "firing": report.firing,
+        "rendered": report.rendered,
+    }
+
+
 def describe(report: Report) -> str:
     lines = ["matched routes:"] + [f"  {r}" for r in report.routes]
     lines.append("deliveries:")
@@ -103,7 +158,7 @@ def describe(report: Report) -> str:
     for key, payload in report.rendered.items():
         text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
         lines.append(f"  {key}:")
-        lines.extend(f"    {line}" for line in text.splitlines())
+        lines.extend(f"    {line}" for line in block(text).splitlines())
     return "\n".join(lines)
 
 

@@ -52,6 +52,29 @@ def match(tree: Route, labels: Mapping[str, str], tags: Sequence[str] = ()) -> l
     return _walk(tree, _inherit(_ROOT, tree, "routes"), labels, tags)
 
 
+@dataclass(frozen=True)
+class Node:
+    """A route of the tree with its settings after inheritance, for showing the tree."""
+
+    route: Route
+    settings: Match
+    children: tuple["Node", ...]
+
+
+def expand(root: Route) -> Node:
+    """The whole tree, every route with the settings it routes with (``flowhooks routes
+    show``): the same inheritance :func:`match` applies."""
+
+    def build(node: Route, settings: Match) -> Node:
+        children = (
+            build(child, _inherit(settings, child, f"{settings.path}.routes[{i}]"))
+            for i, child in enumerate(node.routes)
+        )
+        return Node(node, settings, tuple(children))
+
+    return build(root, _inherit(_ROOT, root, "routes"))
+
+
 def _walk(
     node: Route, settings: Match, labels: Mapping[str, str], tags: Sequence[str]
 ) -> list[Match]:

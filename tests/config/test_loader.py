@@ -937,7 +937,7 @@ class TestCheckConfig:
             )
         )
         result = CliRunner().invoke(main, ["check-config", str(path)], env=ENV)
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a config error, as for every command
         assert result.stdout == ""
         assert result.stderr == (
             f"{path}:4: sources.prod.verify[0].hmac.algorithm:"

@@ -133,6 +133,39 @@ def test_a_silence_needs_one_end_in_the_future(
     assert silences.every(redis) == []
 
 
+def test_a_silence_may_start_later(redis: Redis) -> None:
+    later = silences.create(
+        redis, ['flow_id="7"'], duration=3600.0, author="a", comment="", now=NOW,
+        starts_at=NOW + 2 * HOUR,
+    )  # fmt: skip
+    assert (later.starts_at, later.ends_at) == (NOW + 2 * HOUR, NOW + 3 * HOUR)
+    assert later.state(NOW) == "pending"
+    # a start in the past is now, as in Alertmanager: a silence cannot hold back what was sent
+    past = silences.create(
+        redis, ['flow_id="7"'], ends_at=NOW + HOUR, author="a", comment="", now=NOW,
+        starts_at=NOW - HOUR,
+    )  # fmt: skip
+    assert (past.starts_at, past.ends_at) == (NOW, NOW + HOUR)
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "message"),
+    [
+        (NOW + 2 * HOUR, NOW + HOUR, "a silence must end after it starts"),
+        (NOW.replace(tzinfo=None) + HOUR, NOW + 2 * HOUR, "a silence's start needs a time zone"),
+    ],
+)
+def test_a_later_start_is_checked(
+    redis: Redis, starts_at: datetime, ends_at: datetime, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        silences.create(
+            redis, ['flow_id="7"'], ends_at=ends_at, author="a", comment="", now=NOW,
+            starts_at=starts_at,
+        )  # fmt: skip
+    assert silences.every(redis) == []
+
+
 def test_a_silence_is_pending_active_then_expired() -> None:
     made = Silence("s", ('flow_id="7"',), NOW, NOW + HOUR, "ana", "")
     assert [made.state(NOW + k * HOUR) for k in (-1, 0, 1)] == ["pending", "active", "expired"]

@@ -337,7 +337,7 @@ def test_a_400_from_pagerduty_is_dead_lettered_untried_and_replayed_once(
     assert dead["reason"] == "permanent failure: pagerduty: HTTP 400 Bad Request (permanent)"
     assert len(sinks.pagerduty.requests) == 1  # untried: no second attempt
 
-    listed = pager_only.cli("dlq", "list")
+    listed = pager_only.cli("dlq", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     [row] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["job"] == dead["job_id"]
@@ -349,7 +349,7 @@ def test_a_400_from_pagerduty_is_dead_lettered_untried_and_replayed_once(
         "notify",
     )
     assert row["reason"] == dead["reason"]
-    shown = pager_only.cli("dlq", "show", row["job"])
+    shown = pager_only.cli("dlq", "show", row["job"], "-o", "json")
     assert shown.returncode == 0, shown.stderr
     assert ROUTING_KEY not in shown.stdout
 
@@ -394,7 +394,7 @@ def test_a_retry_that_meets_a_permanent_error_is_dead_lettered_once(
     queue = Queue(keys.QUEUE, connection=slack_only.redis, serializer=JSONSerializer)
     failed = FailedJobRegistry(queue=queue)
     slack_only.wait(lambda: failed.get_job_ids() == [dead["job_id"]], "the dead letter")
-    listed = slack_only.cli("dlq", "list")
+    listed = slack_only.cli("dlq", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     [row] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert (row["job"], row["action"], row["attempt"]) == (dead["job_id"], "slack", 2)
@@ -655,7 +655,7 @@ def test_a_silence_suppresses_matching_failures_until_it_is_expired(
         "e2e",
     )
     assert added.returncode == 0, added.stderr
-    silence_id = added.stdout.split()[0]
+    silence_id = added.stdout.splitlines()[1].split()[0]  # under the header row
     assert " active " in added.stdout
 
     silenced = slack_only.post("FLOW_FAILED", "quiet-1", flow_id=1401, flow_name="staging-orders")

@@ -363,7 +363,7 @@ def test_a_rejected_api_key_is_dead_lettered_untried_without_the_key(
         assert "rejected the API key" in dead["reason"]
         assert dead_letters.get_job_ids() == [dead["job_id"]]
 
-        listed = system.cli("dlq", "list")
+        listed = system.cli("dlq", "list", "-o", "json")
         assert listed.returncode == 0, listed.stderr
         [row] = [json.loads(line) for line in listed.stdout.splitlines()]
         assert (row["job"], row["action"], row["reason"]) == (
@@ -371,7 +371,7 @@ def test_a_rejected_api_key_is_dead_lettered_untried_without_the_key(
             "run-b",
             dead["reason"],
         )
-        shown = system.cli("dlq", "show", row["job"])
+        shown = system.cli("dlq", "show", row["job"], "-o", "json")
         assert shown.returncode == 0, shown.stderr
         trigger = delivery_id(failure, FIRST_ROUTE, "run-b", "notify")
         assert not redis.exists(keys.trigger(trigger))  # Etlworks answered: nothing started
@@ -472,7 +472,7 @@ def test_events_show_tells_which_run_an_event_caused_and_what_caused_an_event(
         system.wait(lambda: bool(redis.exists(keys.event(polled))), "the poll's outcome event")
         settled(system, sim)
 
-        shown = system.cli("events", "show", keys.split_ref(failure)[1])
+        shown = system.cli("events", "show", keys.split_ref(failure)[1], "-o", "json")
         assert shown.returncode == 0, shown.stderr
         story = json.loads(shown.stdout)
         assert story["event"]["kind"] == "flow.failed"
@@ -489,7 +489,7 @@ def test_events_show_tells_which_run_an_event_caused_and_what_caused_an_event(
             polled,
         )
 
-        shown = system.cli("events", "show", keys.split_ref(polled)[1])
+        shown = system.cli("events", "show", keys.split_ref(polled)[1], "-o", "json")
         assert shown.returncode == 0, shown.stderr
         made = json.loads(shown.stdout)
         assert made["event"]["triggered_by"] == failure

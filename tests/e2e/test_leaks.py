@@ -311,7 +311,11 @@ def test_no_secret_leaks_from_a_session_of_every_outcome(
     assert worker.returncode == 0, worker.stderr.decode()
     cli = [
         CliRunner().invoke(main, args, env={"FLOWHOOKS_REDIS_URL": redis_url})
-        for args in (["events", "list"], ["events", "show", "first"], ["events", "show", "nope"])
+        for args in (
+            ["events", "list"],
+            ["events", "show", "first", "-o", "json"],
+            ["events", "show", "nope"],
+        )
     ]
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
     assert receiver.stop() in (0, -signal.SIGTERM)

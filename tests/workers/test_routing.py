@@ -8,7 +8,7 @@ import yaml
 
 from config.schema import Config
 from tests.support import make_config
-from workers.routing import DEFAULT_REPEAT_INTERVAL, match
+from workers.routing import DEFAULT_REPEAT_INTERVAL, expand, match
 
 CASES = yaml.safe_load((Path(__file__).parent / "routing_cases.yaml").read_text())
 HEAD = """
@@ -70,3 +70,43 @@ def test_settings_are_inherited_and_overridden() -> None:
         (),
     )
     assert leaf.mute_time_intervals == ("nights",)
+
+
+def test_the_expanded_tree_holds_what_match_returns() -> None:
+    """``routes show`` prints :func:`expand`: every route with the settings routing uses."""
+    tree = config_with(
+        {
+            "actions": ["a"],
+            "repeat_interval": "2h",
+            "routes": [
+                {"matchers": ['kind="flow.failed"'], "actions": ["b"], "continue": True},
+                {
+                    "matchers": ['kind="flow.failed"'],
+                    "routes": [{"matchers": ['source="prod"'], "resolve": True}],
+                },
+            ],
+        }
+    ).routes
+    root = expand(tree)
+    first, second = root.children
+    [leaf] = second.children
+    assert [root.settings.path, first.settings.path, second.settings.path, leaf.settings.path] == [
+        "routes",
+        "routes.routes[0]",
+        "routes.routes[1]",
+        "routes.routes[1].routes[0]",
+    ]
+    assert (first.route.continue_, [str(m) for m in first.route.matchers]) == (
+        True,
+        ['kind="flow.failed"'],
+    )
+    assert match(tree, {"kind": "flow.failed", "source": "prod"}) == [
+        first.settings,
+        leaf.settings,
+    ]
+    assert (leaf.settings.actions, leaf.settings.repeat_interval, leaf.settings.resolve) == (
+        ("a",),
+        7200.0,
+        True,
+    )
+    assert leaf.children == ()

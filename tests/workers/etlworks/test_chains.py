@@ -280,5 +280,5 @@ def test_check_config_refuses_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "flowhooks.yaml"
     path.write_text(A_LOOP, encoding="utf-8")
     result = CliRunner(env=ENV).invoke(main, ["check-config", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output == f"{path}:7: {A_LOOP_ERROR}\n"
