@@ -137,7 +137,6 @@ def events_replay(event_id: str, source: str | None, force: bool, redis: Target)
             conn,
             stored,
             force=force,
-            timeout=settings.job_timeout,
             failure_ttl=settings.event_retention,
             retry=ROUTE_RETRY,
         )
