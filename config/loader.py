@@ -1,6 +1,10 @@
 """Load and validate the config file, with errors that point at file, line and key path:
 
 flowhooks.yaml:12: sources.prod.verify[0].hmac.algorithm: must be one of sha1, sha256, sha512
+
+and, for YAML syntax, at line and column with a plain hint (:mod:`config.yamlerrors`):
+
+flowhooks.yaml:4:4: invalid YAML: this line is indented differently from the lines above it...
 """
 
 import os
@@ -15,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from config import yamlerrors
 from config.schema import Config, reference_errors
 
 Path_ = tuple[str | int, ...]
@@ -64,11 +69,14 @@ def parse(
         lines: dict[Path_, int] = {}
         problems = list(_index(node, (), lines, set())) if node is not None else []
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem}"]) from None
+        where = yamlerrors.describe(exc)
+        message = f"{filename}:{where.line}:{where.column}: invalid YAML: {where.message}"
+        raise ConfigError([message]) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.reason}"]) from None
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"a control character (U+{exc.character:04X}): YAML text cannot hold one"
+        raise ConfigError([f"{filename}:{line}:{column}: invalid YAML: {message}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}: invalid YAML: {exc}"]) from None
     except RecursionError:
