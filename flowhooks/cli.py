@@ -159,7 +159,10 @@ def send_test(
     url: str, source: str, event_name: str, flow_id: int, config_path: Path | None
 ) -> None:
     """Post a realistic, signed Etlworks event to a running receiver."""
-    config = config_or_exit(config_path or settings_or_exit().config)
+    # Only the secrets of the source it signs for: the rest of the config need not be set here.
+    config = config_or_exit(
+        config_path or settings_or_exit().config, secrets_of=("sources", source)
+    )
     if source not in config.sources:
         fail(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
     now = time.time()

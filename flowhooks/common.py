@@ -26,9 +26,11 @@ def settings_or_exit() -> Settings:
         sys.exit(2)
 
 
-def config_or_exit(path: Path) -> Config:
+def config_or_exit(path: Path, *, secrets_of: tuple[str, ...] | None = None) -> Config:
+    """The config at ``path``, or its errors printed and exit 2; ``secrets_of`` as
+    :func:`config.loader.load` takes it."""
     try:
-        return load(path, checks=(loops,))
+        return load(path, checks=(loops,), secrets_of=secrets_of)
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)

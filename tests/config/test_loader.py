@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import config
 from config.loader import ConfigError, load, parse
 from config.schema import Config
+from config.secrets import Unresolved
 from flowhooks.cli import main
 
 SECRET = "hmac-s3cr3t-that-must-never-print"
@@ -1078,3 +1079,100 @@ class TestCheckConfig:
         result = CliRunner().invoke(main, ["check-config"], env=env)
         assert result.exit_code == 0, result.output
         assert result.stdout == f"{path}: ok (1 source(s): open)\n"
+
+
+class TestSecretsOfOnePart:
+    """``secrets_of``: a load that needs the secrets of one part of the config only."""
+
+    TEXT = yaml(
+        """
+        sources:
+          prod:
+            verify:
+              - hmac: {secrets: ["${SECRET}"]}
+          partner:
+            verify:
+              - basic: {username: partner, password: "${PARTNER}"}
+              - standard_webhooks: {secrets: ["${PARTNER_WHSEC}"]}
+        actions:
+          ops-slack: {slack: {webhook_url: "${SLACK_URL}"}}
+          audit:
+            webhook:
+              url: "${AUDIT_URL}"
+              headers: {X-Token: "${AUDIT_TOKEN}"}
+              sign: {secret: {file: audit-whsec}}
+        etlworks:
+          prod: {url: "https://app.etlworks.com/rest", api_key: "${ETLWORKS_API_KEY}"}
+        routes: {actions: [ops-slack]}
+        """
+    )
+
+    def test_only_that_part_must_resolve(self) -> None:
+        loaded = parse(
+            self.TEXT,
+            "f.yaml",
+            {"SECRET": SECRET},
+            Path("/nonexistent"),
+            secrets_of=("sources", "prod"),
+        )
+        hmac = loaded.sources["prod"].verify[0].hmac
+        assert hmac is not None
+        assert hmac.secrets[0].get_secret_value() == SECRET
+        slack = loaded.actions["ops-slack"].slack
+        assert slack is not None
+        assert isinstance(slack.webhook_url, Unresolved)
+        with pytest.raises(
+            RuntimeError,
+            match=r"^an unresolved secret was used: environment variable SLACK_URL is not set$",
+        ):
+            slack.webhook_url.get_secret_value()
+        assert list(loaded.sources) == ["prod", "partner"]
+
+    def test_that_part_is_reported_alone(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                self.TEXT,
+                "f.yaml",
+                {"SECRET": SECRET},
+                Path("/nonexistent"),
+                secrets_of=("sources", "partner"),
+            )
+        assert caught.value.errors == [
+            "f.yaml:7: sources.partner.verify[0].basic.password:"
+            " environment variable PARTNER is not set",
+            "f.yaml:8: sources.partner.verify[1].standard_webhooks.secrets[0]:"
+            " environment variable PARTNER_WHSEC is not set",
+        ]
+
+    def test_a_secret_that_is_set_is_still_checked(self) -> None:
+        """Left unresolved is only what is absent: a value set but wrong is an error anywhere."""
+        environ = {"SECRET": SECRET, "PARTNER_WHSEC": NOT_BASE64}
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                self.TEXT, "f.yaml", environ, Path("/nonexistent"), secrets_of=("sources", "prod")
+            )
+        assert caught.value.errors == [
+            "f.yaml:8: sources.partner.verify[1].standard_webhooks.secrets:"
+            " each secret must be base64, optionally after whsec_"
+        ]
+        assert NOT_BASE64 not in str(caught.value)
+
+    def test_structural_errors_elsewhere_still_count(self) -> None:
+        text = self.TEXT.replace("webhook_url:", "webhook_uri:")
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                text,
+                "f.yaml",
+                {"SECRET": SECRET},
+                Path("/nonexistent"),
+                secrets_of=("sources", "prod"),
+            )
+        assert caught.value.errors == [
+            "f.yaml:10: actions.ops-slack.slack.webhook_uri: unknown key (known: webhook_url)",
+            "f.yaml:10: actions.ops-slack.slack.webhook_url: required",
+        ]
+
+    def test_without_it_every_secret_must_resolve(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse(self.TEXT, "f.yaml", {"SECRET": SECRET}, Path("/nonexistent"))
+        assert len(caught.value.errors) == 7  # every variable and file but SECRET
