@@ -25,6 +25,7 @@ from flowhooks.common import (
 from flowhooks.devserver import run_dev
 from flowhooks.operations import dlq, routes, silence
 from flowhooks.sendtest import sample, sign
+from receiver import reload
 from receiver.app import create_app
 from workers.etlworks.chains import loops
 from workers.worker import run as run_worker
@@ -51,6 +52,7 @@ def serve(host: str, port: int) -> None:
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight, then raises the
     # signal again under the handler it found: this one makes that finished stop exit 0.
     signal.signal(signal.SIGTERM, _stopped)
+    reload.install(checks=(loops,))  # SIGHUP reloads the config, as a change of the file does
     uvicorn.run(
         create_app(settings, config),
         host=host,
