@@ -44,9 +44,10 @@ $(HELM_STAMP):
 
 install: $(STAMP)
 
-## Run receiver, worker and an embedded Redis with the example config.
+## Run receiver, worker and an embedded Redis with the example config (make dev PORT=8001).
+PORT ?= 8000
 dev: $(STAMP)
-	$(BIN)/flowhooks dev
+	$(BIN)/flowhooks dev --port $(PORT)
 
 ## The browser test of the admin pages drives Debian's chromium (never a downloaded browser).
 chromium:
