@@ -12,7 +12,7 @@ HELM_VENV   := .venv-helm
 HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
 HELM_PYTHON ?=
 
-.PHONY: install dev test lint bench bench-routing clean chromium
+.PHONY: install dev demo test lint bench bench-routing clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ install: $(STAMP)
 PORT ?= 8000
 dev: $(STAMP)
 	$(BIN)/flowhooks dev --port $(PORT)
+
+## dev and the Etlworks simulator with config/examples/chain.yaml: a flow fails, is retried,
+## succeeds and runs its dependent; then the story, as `flowhooks events show` tells it.
+demo: $(STAMP)
+	$(BIN)/python -m tests.etlworks.demo
 
 ## The browser test of the admin pages drives Debian's chromium (never a downloaded browser).
 chromium:
