@@ -72,8 +72,11 @@ class RedisProcess:
         argv += ["--dir", self.dir, "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         client = Redis.from_url(self.url, socket_connect_timeout=0.2)
-        if not wait_until(lambda: _answers(client), 10):
-            raise RuntimeError("redis-server did not start")
+        try:
+            if not wait_until(lambda: _answers(client), 10):
+                raise RuntimeError("redis-server did not start")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.process is not None:
