@@ -244,6 +244,7 @@ class Simulator:
         speed: float = 1.0,
         webhook_attempts: int = 3,
         webhook_retry_delay: float = 1.0,
+        first_audit_id: int = 1001,
     ) -> None:
         self.api_key = api_key
         self.speed = speed
@@ -259,7 +260,7 @@ class Simulator:
         self.deliveries: list[Delivery] = []
         self._runs: dict[int, Run] = {}
         self._scripts: dict[str, deque[Answer]] = {}
-        self._audit_ids = itertools.count(1001)
+        self._audit_ids = itertools.count(first_audit_id)
         self._webhook_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._epoch, self._start = time.time(), time.monotonic()
@@ -703,8 +704,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flows", type=Path, help="a YAML file of flows, schedules, webhooks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # Audit ids that no earlier run of the simulator gave out, as Etlworks never reuses one:
+    # flowhooks routes the outcome of a (flow, audit id) once, in a Redis that outlives this.
+    first = int(time.time())
     try:
-        simulator = load(args.flows) if args.flows else Simulator()
+        simulator = (
+            load(args.flows, first_audit_id=first)
+            if args.flows
+            else Simulator(first_audit_id=first)
+        )
     except ValueError as exc:
         parser.exit(2, f"simulator: {exc}\n")
     simulator.url = f"http://{args.host}:{args.port}/rest"

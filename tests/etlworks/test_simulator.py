@@ -6,6 +6,7 @@ import hmac
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,7 @@ def test_loads_from_yaml_and_serves_from_the_command_line(tmp_path: Path) -> Non
 
     port = free_port()
     argv = [sys.executable, "-m", "tests.etlworks.simulator", "--port", str(port)]
+    started = int(time.time())
     child = subprocess.Popen(
         [*argv, "--flows", str(spec)],
         cwd=ROOT,
@@ -302,6 +304,9 @@ def test_loads_from_yaml_and_serves_from_the_command_line(tmp_path: Path) -> Non
 
         assert wait_until(answers, 20, interval=0.1)
         assert json.loads(httpx.get(url, headers=headers).content)["name"] == "warehouse-load"
+        # Audit ids no earlier run of it gave out, as a Redis that outlives it may hold those.
+        ran = httpx.post(f"{url}/run", json={}, headers=headers).json()
+        assert ran["auditId"] >= started
     finally:
         child.terminate()
         child.wait(10)
