@@ -9,10 +9,10 @@ Redis, each gracefully.
 One ``dev`` per data folder: it holds a lock on ``<data>/dev.lock`` (``flock``, shared with its
 children, so that a Redis left running by a ``dev`` killed outright still holds it), and checks
 that the receiver's port is free, before it starts anything; a second one stops at once with
-exit 2. While it runs, ``<data>/dev.json`` says where it is (``pid``, ``redis_url``,
-``receiver``), for the other commands to find its Redis. A child that exits before everything
-is up, or later with exit 2 (a usage or config error), stops ``dev``: restarting it would fail
-the same way. One that crashes later is restarted.
+exit 2. While it runs, ``<data>/dev.json`` says where it is (``pid``, ``redis_url``, null for a
+Redis of the user's own, ``receiver``), for the other commands to find its Redis. A child that
+exits before everything is up, or later with exit 2 (a usage or config error), stops ``dev``:
+restarting it would fail the same way. One that crashes later is restarted.
 """
 
 import contextlib
@@ -212,7 +212,10 @@ def _run(port: int, data: Path, lock: int) -> int:
                 return _gave_up(failed, "before everything was up")
         else:
             receiver = f"http://127.0.0.1:{port}"
-            _write_state(data, env["FLOWHOOKS_REDIS_URL"], receiver)
+            # The user's own URL may carry a password: no file holds it (null, as for
+            # the readers of dev.json, who then use FLOWHOOKS_REDIS_URL as the user does).
+            own = "FLOWHOOKS_REDIS_URL" in os.environ
+            _write_state(data, None if own else env["FLOWHOOKS_REDIS_URL"], receiver)
             _banner(port, env, secret_file if SECRET_VAR not in os.environ else None)
         while not stop:
             now = time.monotonic()
@@ -297,9 +300,10 @@ def _check_port(port: int) -> None:
             ) from None
 
 
-def _write_state(data: Path, redis_url: str, receiver: str) -> None:
-    """Write ``dev.json`` (readable by its owner only: the Redis URL may carry a password),
-    replacing any left by a ``dev`` that died, in one step."""
+def _write_state(data: Path, redis_url: str | None, receiver: str) -> None:
+    """Write ``dev.json``, replacing any left by a ``dev`` that died, in one step (a reader
+    never sees half of it). Its format is ``flowhooks.devstate``'s, whose writer this stands
+    in for until that module is here."""
     state = {"pid": os.getpid(), "redis_url": redis_url, "receiver": receiver}
     partial = data / f".{STATE_FILE}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):

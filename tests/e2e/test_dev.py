@@ -236,6 +236,12 @@ def test_dev_with_its_own_redis_and_config_restarts_a_dead_worker(
     with dev(tmp_path, tmp_path / ".flowhooks", env) as running:
         # The user's own URL may carry credentials: the banner refers to it, never prints it.
         running.wait_for(r"redis +\$FLOWHOOKS_REDIS_URL$")
+        state = json.loads((tmp_path / ".flowhooks" / "dev.json").read_text())
+        assert state == {
+            "pid": running.process.pid,
+            "redis_url": None,  # the user's URL may carry a password: never in a file
+            "receiver": f"http://127.0.0.1:{running.port}",
+        }
         assert "--source prod" in running.banner_command("send-test")
         first_id = send_test(running, tmp_path, env)
         running.wait_for(f"event picked up: .*event_id={re.escape(first_id)}")
