@@ -1,4 +1,6 @@
-# The two set-up commands of a fresh machine are `make dev` and `make test`.
+# The two set-up commands of a fresh machine are `make dev` and `make test`. `make dev` needs
+# Python 3.11+ with venv; `make test` also Python 3.12+ (the chart tests) and Debian's chromium
+# (the browser test): each part missing stops it with a message saying how to get it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,9 +14,14 @@ HELM_VENV   := .venv-helm
 HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
 HELM_PYTHON ?=
 
-.PHONY: install dev test lint bench bench-routing bench-storm clean chromium
+.PHONY: install dev demo test lint bench bench-routing bench-storm clean chromium
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "flowhooks needs Python 3.11 or newer with its venv module as $(PYTHON):" \
+	       "install one (Debian: apt-get install python3 python3-venv)," \
+	       "or name it with PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -25,13 +32,15 @@ $(HELM_STAMP):
 	for candidate in $(HELM_PYTHON) python3.12 python3.13 \
 	    "$$(pyenv root 2>/dev/null)"/versions/3.1[2-9]*/bin/python3 \
 	    "$$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do \
-	  if "$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	  if "$$candidate" -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
 	    found="$$candidate"; break; \
 	  fi; \
 	done; \
 	if [ -z "$$found" ]; then \
-	  echo "The chart tests need Python 3.12+ for helm-sdkpy and none was found:" \
-	       "install one, or name it with HELM_PYTHON=/path/to/python3.12" >&2; \
+	  echo "The chart tests need Python 3.12 or newer, with its venv module, for the helm-sdkpy" \
+	       "wheel, and none was found (HELM_PYTHON, python3.12, python3.13, pyenv's versions):" \
+	       "install one (Debian: apt-get install python3.12 python3.12-venv; or pyenv install" \
+	       "3.12), or name it with HELM_PYTHON=/path/to/python3.12" >&2; \
 	  exit 1; \
 	fi; \
 	echo "$(HELM_VENV): $$found"; \
@@ -44,15 +53,32 @@ $(HELM_STAMP):
 
 install: $(STAMP)
 
-## Run receiver, worker and an embedded Redis with the example config.
+## Run receiver, worker and an embedded Redis with the example config (make dev PORT=8001).
+PORT ?= 8000
 dev: $(STAMP)
-	$(BIN)/flowhooks dev
+	$(BIN)/flowhooks dev --port $(PORT)
 
-## The browser test of the admin pages drives Debian's chromium (never a downloaded browser).
+## dev and the Etlworks simulator with config/examples/chain.yaml: a flow fails, is retried,
+## succeeds and runs its dependent; then the story, as `flowhooks events show` tells it.
+demo: $(STAMP)
+	$(BIN)/python -m tests.etlworks.demo
+
+## The browser test of the admin pages drives Debian's chromium (never a downloaded browser);
+## installed here when missing and this runs as root on a system with apt-get.
+CHROMIUM    ?= /usr/bin/chromium
+CAN_INSTALL ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get)
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ -n "$(CAN_INSTALL)" ]; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser test needs Debian's chromium at $(CHROMIUM), which is missing:" \
+	         "install it (sudo apt-get install chromium), or run make test as root on" \
+	         "Debian or Ubuntu, which installs it" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 ## Install and run the whole test suite; it starts its own Redis.
 test: $(STAMP) $(HELM_STAMP) chromium

@@ -1,6 +1,10 @@
 """Load and validate the config file, with errors that point at file, line and key path:
 
 flowhooks.yaml:12: sources.prod.verify[0].hmac.algorithm: must be one of sha1, sha256, sha512
+
+and, for YAML syntax, at line and column with a plain hint (:mod:`config.yamlerrors`):
+
+flowhooks.yaml:4:4: invalid YAML: this line is indented differently from the lines above it...
 """
 
 import os
@@ -15,7 +19,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from config import yamlerrors
 from config.schema import Config, reference_errors
+from config.secrets import Unresolved
 
 Path_ = tuple[str | int, ...]
 Check = Callable[[Config], list[tuple[Path_, str]]]
@@ -33,10 +39,14 @@ class ConfigError(Exception):
 
 
 def load(
-    path: Path | str, environ: Mapping[str, str] | None = None, *, checks: Sequence[Check] = ()
+    path: Path | str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    checks: Sequence[Check] = (),
+    secrets_of: Path_ | None = None,
 ) -> Config:
     """Read, parse and validate the file at ``path``, then run ``checks``; raise
-    :class:`ConfigError`."""
+    :class:`ConfigError`. With ``secrets_of``, see :func:`parse`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -46,7 +56,7 @@ def load(
         line = exc.object[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}:{line}: not UTF-8 text"]) from None
     environ = os.environ if environ is None else environ
-    return parse(text, str(path), environ, path.parent, checks=checks)
+    return parse(text, str(path), environ, path.parent, checks=checks, secrets_of=secrets_of)
 
 
 def parse(
@@ -56,19 +66,27 @@ def parse(
     base_dir: Path,
     *,
     checks: Sequence[Check] = (),
+    secrets_of: Path_ | None = None,
 ) -> Config:
     """Validate config ``text``, then run ``checks`` on it once its names resolve; ``filename``
-    only labels messages. Raise :class:`ConfigError`."""
+    only labels messages. Raise :class:`ConfigError`.
+
+    ``secrets_of`` (a key path such as ``("sources", "prod")``) resolves only the secrets under
+    it: any other whose variable is not set or whose file is missing is left
+    :class:`~config.secrets.Unresolved`, and the config is for that part's use alone."""
     try:
         node, data = _read_yaml(text)
         lines: dict[Path_, int] = {}
         problems = list(_index(node, (), lines, set())) if node is not None else []
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem}"]) from None
+        where = yamlerrors.describe(exc)
+        message = f"{filename}:{where.line}:{where.column}: invalid YAML: {where.message}"
+        raise ConfigError([message]) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.reason}"]) from None
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"a control character (U+{exc.character:04X}): YAML text cannot hold one"
+        raise ConfigError([f"{filename}:{line}:{column}: invalid YAML: {message}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}: invalid YAML: {exc}"]) from None
     except RecursionError:
@@ -79,16 +97,40 @@ def parse(
         raise ConfigError([f"{filename}:1: the config is empty: it needs a sources: key"])
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: the config must be a mapping with a sources: key"])
+    context = {"environ": environ, "base_dir": base_dir, "lenient": secrets_of is not None}
     try:
-        config = Config.model_validate(data, context={"environ": environ, "base_dir": base_dir})
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
         errors = sorted(
             (_line(lines, err["loc"]), _format(err)) for err in exc.errors(include_input=False)
         )
         raise ConfigError([f"{filename}:{line}: {msg}" for line, msg in errors]) from None
+    if secrets_of is not None:
+        needed = [
+            (loc, u.reason)
+            for loc, u in _unresolved(config, ())
+            if loc[: len(secrets_of)] == secrets_of
+        ]
+        _refuse(filename, lines, needed)
     _refuse(filename, lines, reference_errors(config))
     _refuse(filename, lines, [problem for check in checks for problem in check(config)])
     return config
+
+
+def _unresolved(value: Any, path: Path_) -> Iterator[tuple[Path_, Unresolved]]:
+    """Every secret left unresolved in ``value`` (a loaded config or a part of it), with its
+    key path as the file writes it."""
+    if isinstance(value, Unresolved):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            yield from _unresolved(getattr(value, name), (*path, field.alias or name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unresolved(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unresolved(item, (*path, i))
 
 
 def _refuse(filename: str, lines: dict[Path_, int], problems: list[tuple[Path_, str]]) -> None:

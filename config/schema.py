@@ -30,7 +30,7 @@ from config.etlworks import (
     ScheduleAction,
 )
 from config.joins import Join
-from config.secrets import Secret, SecretOrText
+from config.secrets import Secret, SecretOrText, Unresolved
 from config.templates import compile_template
 from config.timeintervals import TimeIntervalSpec
 
@@ -94,6 +94,8 @@ class StandardWebhooksCheck(Strict):
 
 def _whsec(secret: SecretStr, what: str) -> SecretStr:
     """A Standard Webhooks secret: base64, optionally after ``whsec_``; never quoted."""
+    if isinstance(secret, Unresolved):
+        return secret
     key = secret.get_secret_value().removeprefix("whsec_")
     try:
         if not base64.b64decode(key, validate=True):
@@ -294,6 +296,8 @@ class StandardWebhooksSigning(Strict):
 
 
 def _header_value(value: SecretStr) -> SecretStr:
+    if isinstance(value, Unresolved):
+        return value
     if not all(" " <= char <= "~" or char == "\t" for char in value.get_secret_value()):
         raise ValueError("must be printable ASCII on one line")
     return value
@@ -367,6 +371,8 @@ class Action(Strict):
         if sink is not None and info.field_name is not None:
             field = _URLS[info.field_name]
             value = getattr(sink, field)
+            if isinstance(value, Unresolved):
+                return sink
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
             if not _is_http_url(text):
                 raise ValueError(f"{field} must be an http:// or https:// URL")

@@ -3,7 +3,9 @@
 A secret is never written in clear: it is ``"${VAR}"`` (an environment variable) or
 ``{file: PATH}`` (a mounted file, relative to the config file's folder, trailing newline
 dropped). Both are resolved once, when the config loads, into :class:`pydantic.SecretStr`, whose
-repr and str hide the value. Error messages name the reference, never a value.
+repr and str hide the value. Error messages name the reference, never a value. A load that
+needs only some secrets (``flowhooks send-test`` signs for one source) may leave the others
+:class:`Unresolved`.
 """
 
 import os
@@ -46,11 +48,45 @@ def resolve(value: Any, environ: Mapping[str, str], base_dir: Path) -> SecretStr
     raise ValueError(HINT)
 
 
+class Unresolved(SecretStr):
+    """A reference left unresolved, by request (``lenient`` in the validation context): a
+    config loaded to use some of its secrets need not have the others. Its value cannot be
+    read; ``reason`` says why it was not resolved."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("")
+        self.reason = reason
+
+    def get_secret_value(self) -> str:
+        raise RuntimeError(f"an unresolved secret was used: {self.reason}")
+
+    def __repr__(self) -> str:
+        return "Unresolved()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unresolved) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(self.reason)
+
+
 def _validate(value: Any, info: ValidationInfo) -> SecretStr:
     context = info.context or {}
     environ: Mapping[str, str] = context.get("environ", os.environ)
     base_dir: Path = context.get("base_dir", Path.cwd())
-    return resolve(value, environ, base_dir)
+    try:
+        return resolve(value, environ, base_dir)
+    except ValueError as exc:
+        # only a reference that names something absent; a malformed one is an error anyway
+        if context.get("lenient") and _is_reference(value):
+            return Unresolved(str(exc))
+        raise
+
+
+def _is_reference(value: Any) -> bool:
+    if isinstance(value, str):
+        return _ENV_REF.fullmatch(value.strip()) is not None
+    return isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str)
 
 
 Secret = Annotated[SecretStr, BeforeValidator(_validate)]

@@ -16,7 +16,7 @@ from typing import Literal
 from redis import Redis
 
 from config import keys
-from config.base import MATCHABLE
+from config.base import CLOSED, MATCHABLE
 from config.matchers import parse
 
 KEEP_EXPIRED = timedelta(days=7)
@@ -98,7 +98,7 @@ def _checked(matchers: Sequence[str]) -> Sequence[str]:
     if not matchers:
         raise ValueError("a silence needs at least one matcher")
     for text in matchers:
-        parse(text, MATCHABLE)
+        parse(text, MATCHABLE, CLOSED)
     return matchers
 
 

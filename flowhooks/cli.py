@@ -31,7 +31,9 @@ from flowhooks.events import events
 from flowhooks.operations import dlq, silence
 from flowhooks.routes import routes
 from flowhooks.sendtest import sample, sign
+from receiver import reload
 from receiver.app import create_app
+from workers.etlworks.chains import loops
 from workers.worker import run as run_worker
 
 
@@ -60,6 +62,7 @@ def serve(host: str, port: int, config_path: Path, redis: Target) -> None:
     # On SIGTERM uvicorn stops accepting, finishes the requests in flight, then raises the
     # signal again under the handler it found: this one makes that finished stop exit 0.
     signal.signal(signal.SIGTERM, _stopped)
+    reload.install(checks=(loops,))  # SIGHUP reloads the config, as a change of the file does
     uvicorn.run(
         create_app(settings, config),
         host=host,
@@ -138,7 +141,8 @@ def send_test(
     """Post a realistic, signed Etlworks event to a running receiver; exit 1 unless it is
     accepted."""
     base = _receiver(url)
-    config = config_or_exit(config_path)
+    # Only the secrets of the source it signs for: the rest of the config need not be set here.
+    config = config_or_exit(config_path, secrets_of=("sources", source))
     if source not in config.sources:
         usage(f"no source {source!r} in the config (known: {', '.join(config.sources)})")
     now = time.time()

@@ -105,10 +105,11 @@ def settings_or_exit(**overrides: Any) -> Settings:
         sys.exit(2)
 
 
-def config_or_exit(path: Path) -> Config:
-    """The config at ``path``; exit 2 with its errors (``file:line: key.path: message``)."""
+def config_or_exit(path: Path, *, secrets_of: tuple[str, ...] | None = None) -> Config:
+    """The config at ``path``; exit 2 with its errors (``file:line: key.path: message``).
+    ``secrets_of`` as :func:`config.loader.load` takes it."""
     try:
-        return load(path, checks=(loops,))
+        return load(path, checks=(loops,), secrets_of=secrets_of)
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)

@@ -5,9 +5,19 @@ and its data under ``.flowhooks/redis``, so a second run finds the events of the
 ``FLOWHOOKS_REDIS_URL`` set, that Redis is used instead. Children run in their own process
 groups: Ctrl-C reaches only this supervisor, which stops the receiver, then the worker, then
 Redis, each gracefully.
+
+One ``dev`` per data folder: it holds a lock on ``<data>/dev.lock`` (``flock``, shared with its
+children, so that a Redis left running by a ``dev`` killed outright still holds it), and checks
+that the receiver's port is free, before it starts anything; a second one stops at once with
+exit 2. While it runs, ``<data>/dev.json`` says where it is (``pid``, ``redis_url``, null for a
+Redis of the user's own, ``receiver``), for the other commands to find its Redis. A child that
+exits before everything is up, or later with exit 2 (a usage or config error), stops ``dev``:
+restarting it would fail the same way. One that crashes later is restarted.
 """
 
 import contextlib
+import errno
+import fcntl
 import os
 import secrets
 import shlex
@@ -28,6 +38,7 @@ from redis.exceptions import RedisError
 
 import config as config_package
 from config.loader import ConfigError, load
+from flowhooks import devstate
 
 EXAMPLE_CONFIG = Path(config_package.__file__).parent / "flowhooks.example.yaml"
 SECRET_VAR = "ETLWORKS_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
@@ -58,6 +69,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+LOCK_FILE = "dev.lock"
+USAGE = 2
+"""The exit code of a ``dev`` that cannot start as asked (the folder or port taken, a child
+refusing its config)."""
+
+
+class Busy(Exception):
+    """The data folder or the port is taken; the message says by what and what to do."""
+
+
 START = "{start}"
 """In a child's argv, replaced by how many times it was restarted: a worker that died without
 deregistering leaves its name taken in Redis for minutes, so each start needs a name of its own."""
@@ -72,12 +93,18 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     stopping: bool = field(default=False)
+    keep_fds: tuple[int, ...] = ()
 
-    def start(self) -> None:
+    def start(self, keep_fds: tuple[int, ...] = ()) -> None:
         argv = [arg.replace(START, str(self.restarts)) for arg in self.argv]
         self.process = subprocess.Popen(  # noqa: S603 (argv built by run_dev)
-            argv, env=self.env, start_new_session=True
+            argv, env=self.env, start_new_session=True, pass_fds=keep_fds
         )
+        self.keep_fds = keep_fds
+
+    def exited(self) -> int | None:
+        """Its exit code, once it exited."""
+        return None if self.process is None else self.process.poll()
 
     def supervise(self, now: float) -> None:
         """Restart the child if it died, backing off up to 30 s between attempts."""
@@ -91,7 +118,7 @@ class Child:
         elif now >= self.next_start:
             self.restarts += 1
             self.next_start = 0.0
-            self.start()
+            self.start(self.keep_fds)
 
     def stop(self, timeout: float = 35) -> None:
         self.stopping = True
@@ -116,7 +143,22 @@ class Child:
 
 
 def run_dev(port: int, data: Path) -> int:
+    """Run everything until Ctrl-C; the exit code (:data:`USAGE` when it cannot start)."""
     data.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = _lock(data)
+        _check_port(port)
+    except Busy as exc:
+        print(f"dev: {exc}", file=sys.stderr)
+        return USAGE
+    try:
+        return _run(port, data, lock)
+    finally:
+        devstate.remove(data, os.getpid())
+        os.close(lock)
+
+
+def _run(port: int, data: Path, lock: int) -> int:
     env = dict(os.environ)
     env.setdefault("FLOWHOOKS_CONFIG", str(_relative(EXAMPLE_CONFIG)))
     env.setdefault("FLOWHOOKS_LOG_FORMAT", "text")
@@ -159,15 +201,21 @@ def run_dev(port: int, data: Path) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         for child in children:
-            child.start()
+            child.start(keep_fds=(lock,))
             if child.name == "redis" and not _wait_for_redis(env["FLOWHOOKS_REDIS_URL"]):
                 print(f"dev: the embedded Redis did not start; see {data / 'redis' / 'redis.log'}")
                 return 1
-        if _wait_for_receiver(port, lambda: stop):
+        if not _wait_for_receiver(port, lambda: stop or _first_exit(children) is not None):
+            if (failed := _first_exit(children)) is not None:
+                return _gave_up(failed, "before everything was up")
+        else:
+            _announce(data, env, f"http://127.0.0.1:{port}")
             _banner(port, env, secret_file if SECRET_VAR not in os.environ else None)
         while not stop:
             now = time.monotonic()
             for child in children:
+                if child.exited() == USAGE and not child.stopping:
+                    return _gave_up(child, "with a usage or config error")
                 child.supervise(now)
             time.sleep(0.2)
         print("\ndev: stopping")
@@ -175,6 +223,70 @@ def run_dev(port: int, data: Path) -> int:
     finally:
         for child in reversed(children):
             child.stop()
+
+
+def _announce(data: Path, env: dict[str, str], receiver: str) -> None:
+    """Write ``dev.json`` for the commands run in this folder. The user's own Redis URL may
+    carry a password: no file holds it (null: its readers then use FLOWHOOKS_REDIS_URL, as
+    the user does)."""
+    url = None if "FLOWHOOKS_REDIS_URL" in os.environ else env["FLOWHOOKS_REDIS_URL"]
+    devstate.write(data, devstate.DevState(os.getpid(), url, receiver))
+
+
+def _first_exit(children: list[Child]) -> Child | None:
+    return next((c for c in children if c.exited() is not None), None)
+
+
+def _gave_up(child: Child, when: str) -> int:
+    """Say that ``child`` exited ``when`` and that ``dev`` stops; the exit code to stop with."""
+    code = child.exited()
+    print(f"dev: the {child.name} exited ({code}) {when}; stopping (see its output above)")
+    return USAGE if code == USAGE else 1
+
+
+def _lock(data: Path) -> int:
+    """Take the data folder's lock for this ``dev`` (the descriptor holds it); raise
+    :class:`Busy` when another holds it."""
+    fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(_holder(data)) from None
+    return fd
+
+
+def _holder(data: Path) -> str:
+    """Who holds ``data``, as its ``dev.json`` says, and what to do about it."""
+    state = devstate.read(devstate.path(data))
+    pid, receiver = (state.pid, state.receiver) if state is not None else (0, "")
+    folder = shlex.quote(str(data))
+    if pid and devstate.alive(pid):
+        return (
+            f"another flowhooks dev (pid {pid}, receiver {receiver}) is running with the data"
+            f" folder {folder}: stop it first, or give this one a folder of its own (--data)"
+        )
+    return (
+        f"the data folder {folder} is held by processes a flowhooks dev left running (its"
+        f" Redis, receiver or worker; `fuser -v {folder}/{LOCK_FILE}` lists them): stop them"
+        " first, or give this one a folder of its own (--data)"
+    )
+
+
+def _check_port(port: int) -> None:
+    """Raise :class:`Busy` if the receiver could not listen on ``port``: found out before
+    anything starts, rather than by a receiver that fails while another answers there."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise Busy(f"cannot listen on port {port}: {exc.strerror}") from None
+            raise Busy(
+                f"port {port} is in use by another program: choose another with --port"
+                f" (make dev PORT={port + 1})"
+            ) from None
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -253,8 +365,8 @@ flowhooks dev is running
 Send a signed test event from another terminal:
   {secret}{exe} {send} {shlex.quote(config)}
 
-Then see what came in:
-  FLOWHOOKS_REDIS_URL={redis_url} {exe} events list
+Then see what came in (commands run in this folder find this Redis):
+  {exe} events list
 
 Ctrl-C stops everything.
 """,

@@ -70,11 +70,16 @@ def alive(pid: int) -> bool:
 
 def write(data: Path, state: DevState) -> Path:
     """Write the state file into the data folder ``data`` at once (readers never see half of
-    it); return its path."""
+    it, and readable by its owner alone); return its path."""
     data.mkdir(parents=True, exist_ok=True)
     target = path(data)
     partial = target.with_name(f".{FILE}.{state.pid}")
-    partial.write_text(json.dumps(asdict(state)) + "\n", encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    # readable by its owner alone from the first byte on: it names a Redis
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(json.dumps(asdict(state)) + "\n")
     partial.replace(target)
     return target
 

@@ -32,7 +32,7 @@ from config import routejobs
 from config.connections import connect_async
 from config.schema import Config
 from config.settings import Settings
-from receiver import jobs
+from receiver import jobs, reload
 from receiver.admin import api, pages
 from receiver.admin.site import Admin, mount
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
@@ -131,14 +131,26 @@ class _Receiver:
             extra={"redis": settings.redis_location, "sources": sorted(self.verifiers)},
         )
         watchdog = asyncio.create_task(self.bodies.watch())
+        reloads = self.metrics.config_reloads
+        reloading = asyncio.create_task(reload.watch(settings.config, self._use, reloads))
         admin = self.admin.lifespan() if self.admin is not None else nullcontext()
         try:
             async with admin:
                 yield
         finally:
             watchdog.cancel()
+            reloading.cancel()
             await self.writer.aclose()
             await self.redis.aclose()
+
+    def _use(self, config: Config) -> None:
+        """Serve ``config`` from the next request on (a reload: :mod:`receiver.reload`). The
+        request path reads its sources through ``verifiers`` alone, replaced in one step."""
+        for name, source in config.sources.items():
+            if source.allow_unsigned and name not in self.verifiers:
+                log.warning("source accepts unsigned webhooks", extra={"source": name})
+        self.verifiers = {name: compile_checks(s.verify) for name, s in config.sources.items()}
+        self.config = config
 
     def _count(self, source: str, outcome: str) -> None:
         counter = self._counters.get((source, outcome))

@@ -36,6 +36,12 @@ class ReceiverMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=registry,
         )
+        self.config_reloads = Counter(
+            "flowhooks_config_reloads",
+            "Config reloads by outcome (ok, invalid: the old config stays in force).",
+            ["outcome"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "flowhooks_queue_depth",
             "Jobs waiting in the flowhooks queue, read at scrape time.",

@@ -78,8 +78,11 @@ class RedisProcess:
         argv += ["--appendonly", *aof]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         client = Redis.from_url(self.url, socket_connect_timeout=0.2)
-        if not wait_until(lambda: _answers(client), 10):
-            raise RuntimeError("redis-server did not start")
+        try:
+            if not wait_until(lambda: _answers(client), 10):
+                raise RuntimeError("redis-server did not start")
+        finally:
+            client.close()
 
     def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """Stop it with ``sig`` (SIGTERM: Redis' own shutdown) and wait until it is gone."""

@@ -180,7 +180,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
                     detail=p.detail,
                 )
             )
-            ctx.metrics.suppressions.labels(p.suppressed).inc()
+            _held_back(p, extra)
         elif p.kind == "group":
             groups.append(p)
         else:
@@ -214,6 +214,23 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
             _note(conn, event, [p.match for p in planned if p.match], spec)
+
+
+def _held_back(planned: Planned, extra: dict[str, Any]) -> None:
+    """Count a suppressed delivery, and say at INFO why it is not sent: a notification that
+    never comes is otherwise invisible."""
+    context.current().metrics.suppressions.labels(planned.suppressed).inc()
+    log.info(
+        "not sent: %s, %s",
+        planned.suppressed,
+        planned.detail,
+        extra={
+            **extra,
+            "route": planned.route,
+            "action": planned.action,
+            "reason": planned.suppressed,
+        },
+    )
 
 
 def _joined(conn: Any, config: Config, event: dict[str, Any], now: datetime) -> list[Spec]:
@@ -308,6 +325,11 @@ def _group(job: Job, event: dict[str, Any], planned: Planned) -> None:
     eventlog.append(conn, ref, "grouped", route=planned.route, action=planned.action, group=gid)
     now = time.time()
     wait = add_to_group(conn, planned, event, now)
+    log.info(
+        "held for a digest: %s",
+        f"it goes in {wait:.0f}s" if wait is not None else "the digest pending takes it",
+        extra={"source": labels["source"], "event_id": labels["id"], "route": planned.route},
+    )
     if wait is not None:
         group = {name: value for name, value in group_values(route, labels, tags).items() if value}
         flush = Flush(gid, planned.route, planned.action, group, route.group_interval)

@@ -893,6 +893,29 @@ class TestRoutes:
                 ],
             ),
             (
+                ["'kind=\"flow_failed\"'"],
+                [
+                    "test.yaml:12: routes.routes[1].matchers[0]: unknown kind 'flow_failed'"
+                    " (known: flow.canceled, flow.failed, flow.running, flow.succeeded,"
+                    " flow.timeout, flow.warning, join.expired, other, resource.changed);"
+                    " did you mean 'flow.failed'?"
+                ],
+            ),
+            (
+                ["'status=~\"fail.*\"'"],
+                [
+                    "test.yaml:12: routes.routes[1].matchers[0]: the regex 'fail.*' matches no"
+                    " status (known: canceled, error, queued, running, success, warning)"
+                ],
+            ),
+            (
+                ["'event==\"FLOW_FAILED\"'"],
+                [
+                    "test.yaml:12: routes.routes[1].matchers[0]:"
+                    " unknown operator '=='; use =, !=, =~ or !~"
+                ],
+            ),
+            (
                 ["5", "{kind: x}"],
                 [
                     "test.yaml:12: routes.routes[1].matchers[0]:"

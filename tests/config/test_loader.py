@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import config
 from config.loader import ConfigError, load, parse
 from config.schema import Config
+from config.secrets import Unresolved
 from flowhooks.cli import main
 
 SECRET = "hmac-s3cr3t-that-must-never-print"
@@ -526,6 +527,13 @@ def test_duplicate_keys_are_errors() -> None:
     ]
 
 
+INDENTED = (
+    "this line is indented differently from the lines above it: the keys of one mapping,"
+    " and the items of one list, start in the same column"
+)
+QUOTE = "put the value in quotes"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -535,7 +543,10 @@ def test_duplicate_keys_are_errors() -> None:
               prod:
                 verify: [
             """,
-            ["flowhooks.yaml:4: invalid YAML: expected the node content, but found '<stream end>'"],
+            [
+                "flowhooks.yaml:4:1: invalid YAML: the file ends inside a [ ] list or a { }"
+                " mapping: one of them is never closed"
+            ],
             id="unclosed flow sequence",
         ),
         pytest.param(
@@ -545,39 +556,151 @@ def test_duplicate_keys_are_errors() -> None:
                 allow_unsigned: true
                verify: []
             """,
-            [
-                "flowhooks.yaml:4: invalid YAML:"
-                " expected <block end>, but found '<block mapping start>'"
-            ],
+            [f"flowhooks.yaml:4:4: invalid YAML: {INDENTED}"],
             id="bad indentation",
         ),
         pytest.param(
+            """
+            routes:
+              routes:
+                - matchers: ['kind="flow.failed"']
+                   actions: [console]
+            """,
+            [f"flowhooks.yaml:4:8: invalid YAML: {INDENTED}"],
+            id="bad indentation in a list",
+        ),
+        pytest.param(
+            """
+            sources:
+              prod
+                allow_unsigned: true
+            """,
+            [
+                "flowhooks.yaml:3:19: invalid YAML: a ':' where no key can start: put a value"
+                " holding ': ' in quotes, or look for a key above this line that lacks its ':'"
+            ],
+            id="a key without its colon",
+        ),
+        pytest.param(
+            """
+            actions:
+              console: {log: {}, templates: {text: Failed: {{ event.flow_name }}}}
+            """,
+            [
+                "flowhooks.yaml:2:46: invalid YAML: in a { } mapping, entries are separated by"
+                " commas: one is missing, or the } is"
+            ],
+            id="a template in a flow mapping",
+        ),
+        pytest.param(
+            """
+            actions:
+              console:
+                log: {}
+                templates:
+                  text: {{ event.flow_name }} failed
+            """,
+            [
+                "flowhooks.yaml:5:35: invalid YAML: more text after a value that ended: a value"
+                " starting with a quote, { or [ ends where it closes, so put the whole value in"
+                ' quotes, such as "{{ event.flow_name }} failed"'
+            ],
+            id="an unquoted template",
+        ),
+        pytest.param(
+            """
+            routes:
+              routes:
+                - matchers: ["kind"="flow.failed"]
+            """,
+            [
+                "flowhooks.yaml:3:24: invalid YAML: in a [ ] list, items are separated by"
+                " commas: put an item that holds a comma or a quote in quotes of the other"
+                """ kind, as in ['kind="flow.failed"']"""
+            ],
+            id="a matcher quoted the wrong way",
+        ),
+        pytest.param(
+            """
+            sources:
+              prod:
+                verify:
+                  - hmac: {secrets: ["${SECRET}]}
+            other: 1
+            """,
+            [
+                "flowhooks.yaml:4:26: invalid YAML: this quote is never closed: end the value"
+                " with the same quote it starts with"
+            ],
+            id="an unclosed quote, at the quote",
+        ),
+        pytest.param(
+            """
+            routes:
+              routes:
+                - matchers: ["flow_name=~\\"etl-\\d+\\""]
+            """,
+            [
+                "flowhooks.yaml:3:37: invalid YAML: in double quotes a backslash starts an"
+                " escape: write a regex in single quotes ('\\d+'), or double the backslash"
+            ],
+            id="a regex in double quotes",
+        ),
+        pytest.param(
+            "sources:\n  prod: {allow_unsigned: *yes}\n",
+            [
+                "flowhooks.yaml:2:26: invalid YAML: a value starting with * is an alias of an"
+                f" &anchor: {QUOTE}"
+            ],
+            id="a star",
+        ),
+        pytest.param(
+            "actions:\n  tell: {log: {}, templates: {text: @oncall}}\n",
+            [f"flowhooks.yaml:2:37: invalid YAML: a value cannot start with @: {QUOTE}"],
+            id="an at sign",
+        ),
+        pytest.param(
             "sources:\n\tprod: {}\n",
-            ["flowhooks.yaml:2: invalid YAML: found character '\\t' that cannot start any token"],
+            ["flowhooks.yaml:2:1: invalid YAML: a tab: YAML indents with spaces only"],
             id="tab",
         ),
         pytest.param(
             "sources:\n  prod: {allow_unsigned: true}\n  x: \x01\n",
-            ["flowhooks.yaml:3: invalid YAML: special characters are not allowed"],
+            [
+                "flowhooks.yaml:3:6: invalid YAML: a control character (U+0001):"
+                " YAML text cannot hold one"
+            ],
             id="control character",
         ),
         pytest.param(
             "sources: {}\n---\nsources: {}\n",
-            ["flowhooks.yaml:2: invalid YAML: but found another document"],
+            [
+                "flowhooks.yaml:2:1: invalid YAML: the config is one YAML document:"
+                " remove the --- line"
+            ],
             id="two documents",
         ),
         pytest.param(
             "sources:\n  ? [a, b]\n  : {allow_unsigned: true}\n",
-            ["flowhooks.yaml:2: invalid YAML: a key must be a name, not a list or mapping"],
+            [
+                "flowhooks.yaml:2:5: invalid YAML: a key must be a name, and a value starting"
+                " with { or [ is a mapping or a list: put a template such as"
+                " {{ event.flow_name }} in quotes"
+            ],
             id="list as a key",
         ),
         pytest.param(
             "sources: !!python/object/apply:os.system [true]\n",
             [
-                "flowhooks.yaml:1: invalid YAML: could not determine a constructor"
-                " for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"
+                "flowhooks.yaml:1:10: invalid YAML: YAML tags (!!...) are not allowed in the"
+                f" config: {QUOTE}"
             ],
             id="python tag",
+        ),
+        pytest.param(
+            "sources: %x\n",
+            [f"flowhooks.yaml:1:10: invalid YAML: a value cannot start with %: {QUOTE}"],
+            id="a percent sign",
         ),
         pytest.param(
             "sources: " + "[" * 5000 + "]" * 5000 + "\n",
@@ -586,7 +709,9 @@ def test_duplicate_keys_are_errors() -> None:
         ),
     ],
 )
-def test_yaml_syntax_errors_name_the_line(text: str, expected: list[str]) -> None:
+def test_yaml_syntax_errors_name_line_and_column_with_a_hint(
+    text: str, expected: list[str]
+) -> None:
     assert errors(text) == expected
 
 
@@ -954,3 +1079,100 @@ class TestCheckConfig:
         result = CliRunner().invoke(main, ["check-config"], env=env)
         assert result.exit_code == 0, result.output
         assert result.stdout == f"{path}: ok (1 source(s): open)\n"
+
+
+class TestSecretsOfOnePart:
+    """``secrets_of``: a load that needs the secrets of one part of the config only."""
+
+    TEXT = yaml(
+        """
+        sources:
+          prod:
+            verify:
+              - hmac: {secrets: ["${SECRET}"]}
+          partner:
+            verify:
+              - basic: {username: partner, password: "${PARTNER}"}
+              - standard_webhooks: {secrets: ["${PARTNER_WHSEC}"]}
+        actions:
+          ops-slack: {slack: {webhook_url: "${SLACK_URL}"}}
+          audit:
+            webhook:
+              url: "${AUDIT_URL}"
+              headers: {X-Token: "${AUDIT_TOKEN}"}
+              sign: {secret: {file: audit-whsec}}
+        etlworks:
+          prod: {url: "https://app.etlworks.com/rest", api_key: "${ETLWORKS_API_KEY}"}
+        routes: {actions: [ops-slack]}
+        """
+    )
+
+    def test_only_that_part_must_resolve(self) -> None:
+        loaded = parse(
+            self.TEXT,
+            "f.yaml",
+            {"SECRET": SECRET},
+            Path("/nonexistent"),
+            secrets_of=("sources", "prod"),
+        )
+        hmac = loaded.sources["prod"].verify[0].hmac
+        assert hmac is not None
+        assert hmac.secrets[0].get_secret_value() == SECRET
+        slack = loaded.actions["ops-slack"].slack
+        assert slack is not None
+        assert isinstance(slack.webhook_url, Unresolved)
+        with pytest.raises(
+            RuntimeError,
+            match=r"^an unresolved secret was used: environment variable SLACK_URL is not set$",
+        ):
+            slack.webhook_url.get_secret_value()
+        assert list(loaded.sources) == ["prod", "partner"]
+
+    def test_that_part_is_reported_alone(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                self.TEXT,
+                "f.yaml",
+                {"SECRET": SECRET},
+                Path("/nonexistent"),
+                secrets_of=("sources", "partner"),
+            )
+        assert caught.value.errors == [
+            "f.yaml:7: sources.partner.verify[0].basic.password:"
+            " environment variable PARTNER is not set",
+            "f.yaml:8: sources.partner.verify[1].standard_webhooks.secrets[0]:"
+            " environment variable PARTNER_WHSEC is not set",
+        ]
+
+    def test_a_secret_that_is_set_is_still_checked(self) -> None:
+        """Left unresolved is only what is absent: a value set but wrong is an error anywhere."""
+        environ = {"SECRET": SECRET, "PARTNER_WHSEC": NOT_BASE64}
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                self.TEXT, "f.yaml", environ, Path("/nonexistent"), secrets_of=("sources", "prod")
+            )
+        assert caught.value.errors == [
+            "f.yaml:8: sources.partner.verify[1].standard_webhooks.secrets:"
+            " each secret must be base64, optionally after whsec_"
+        ]
+        assert NOT_BASE64 not in str(caught.value)
+
+    def test_structural_errors_elsewhere_still_count(self) -> None:
+        text = self.TEXT.replace("webhook_url:", "webhook_uri:")
+        with pytest.raises(ConfigError) as caught:
+            parse(
+                text,
+                "f.yaml",
+                {"SECRET": SECRET},
+                Path("/nonexistent"),
+                secrets_of=("sources", "prod"),
+            )
+        assert caught.value.errors == [
+            "f.yaml:10: actions.ops-slack.slack.webhook_uri: unknown key (known: webhook_url)",
+            "f.yaml:10: actions.ops-slack.slack.webhook_url: required",
+        ]
+
+    def test_without_it_every_secret_must_resolve(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse(self.TEXT, "f.yaml", {"SECRET": SECRET}, Path("/nonexistent"))
+        assert len(caught.value.errors) == 7  # every variable and file but SECRET

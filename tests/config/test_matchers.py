@@ -6,7 +6,7 @@ few deliberate differences are asserted at the end."""
 
 import pytest
 
-from config.base import MATCHABLE
+from config.base import CLOSED, MATCHABLE
 from config.matchers import Matcher, parse
 
 KNOWN = (
@@ -202,7 +202,11 @@ def test_tags_is_no_single_valued_label() -> None:
             'flow-name="x"',
             """'flow-name="x"' is not a matcher: write label="value", !=, =~ or !~""",
         ),
-        ('kind ~= "x"', """'kind ~= "x"' is not a matcher: write label="value", !=, =~ or !~"""),
+        ('kind ~= "x"', "unknown operator '~='; use =, !=, =~ or !~"),
+        ('event=="X"', "unknown operator '=='; use =, !=, =~ or !~"),
+        ('flow_id <> "7"', "unknown operator '<>'; use =, !=, =~ or !~"),
+        ('flow_id !== "7"', "unknown operator '!=='; use =, !=, =~ or !~"),
+        ('flow_id=!"7"', "unknown operator '=!'; use =, !=, =~ or !~"),
         ('{kind="x"}', """'{kind="x"}' is not a matcher: write label="value", !=, =~ or !~"""),
         ("", """'' is not a matcher: write label="value", !=, =~ or !~"""),
         ("flow_name=", """'flow_name=' has no value: write flow_name="" for the empty string"""),
@@ -227,12 +231,63 @@ def test_tags_is_no_single_valued_label() -> None:
         (r'kind="a\"', """bad quoting in '"a\\\\"': the closing " is missing"""),
         ('kind="a"b"', """bad quoting in '"a"b"': write a " inside the value as \\\""""),
         ('kind=a"b', """bad quoting in 'a"b': write a " inside the value as \\\""""),
-        ('kind=="x"', """bad quoting in '="x"': write a " inside the value as \\\""""),
         ('kind=""x', """bad quoting in '""x': write a " inside the value as \\\""""),
     ],
 )
 def test_errors(text: str, message: str) -> None:
     assert error(text) == message
+
+
+KINDS = (
+    "flow.canceled, flow.failed, flow.running, flow.succeeded, flow.timeout, flow.warning,"
+    " join.expired, other, resource.changed"
+)
+STATUSES = "canceled, error, queued, running, success, warning"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'kind="flow_failed"',
+            f"unknown kind 'flow_failed' (known: {KINDS}); did you mean 'flow.failed'?",
+        ),
+        ('kind!="failed"', f"unknown kind 'failed' (known: {KINDS}); did you mean 'flow.failed'?"),
+        ('kind="FLOW_FAILED"', f"unknown kind 'FLOW_FAILED' (known: {KINDS})"),
+        ('kind=""', f"unknown kind '' (known: {KINDS})"),
+        ('kind=~"flow_.*"', f"the regex 'flow_.*' matches no kind (known: {KINDS})"),
+        ('kind!~"failed"', f"the regex 'failed' matches no kind (known: {KINDS})"),
+        ('status="failed"', f"unknown status 'failed' (known: {STATUSES})"),
+        (
+            'status="sucess"',
+            f"unknown status 'sucess' (known: {STATUSES}); did you mean 'success'?",
+        ),
+        ('status=~"ok|fine"', f"the regex 'ok|fine' matches no status (known: {STATUSES})"),
+    ],
+)
+def test_closed_sets_of_values_are_checked(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse(text, MATCHABLE, CLOSED)
+    assert str(caught.value) == message
+    parse(text, MATCHABLE)  # without the closed sets, the value is not checked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'kind="flow.failed"',
+        'kind!="flow.succeeded"',
+        'kind=~"flow\\.(failed|timeout)"',
+        'kind!~"flow\\..*"',  # matches the kinds that are not flows
+        'status="error"',
+        'status=""',  # no status known
+        'status!=""',
+        'status=~"err.*|warning"',
+        'flow_name="flow_failed"',  # an open set
+    ],
+)
+def test_values_of_closed_sets_pass(text: str) -> None:
+    assert parse(text, MATCHABLE, CLOSED) == parse(text, MATCHABLE)
 
 
 def test_the_label_is_checked_before_the_value() -> None:

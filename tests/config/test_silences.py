@@ -77,6 +77,11 @@ KNOWN = ", ".join(sorted(MATCHABLE))
         ("flow_name=", "'flow_name=' has no value: write flow_name=\"\" for the empty string"),
         ('flow_name=~"("', "bad regex '(': missing ), unterminated subpattern at position 0"),
         ('flow_name="a', "bad quoting in '\"a': the closing \" is missing"),
+        (
+            'status="failed"',
+            "unknown status 'failed' (known: canceled, error, queued, running, success, warning)",
+        ),
+        ('flow_id=="7"', "unknown operator '=='; use =, !=, =~ or !~"),
     ],
 )
 def test_a_bad_matcher_is_refused_and_nothing_stored(

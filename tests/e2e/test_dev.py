@@ -236,6 +236,12 @@ def test_dev_with_its_own_redis_and_config_restarts_a_dead_worker(
     with dev(tmp_path, tmp_path / ".flowhooks", env) as running:
         # The user's own URL may carry credentials: the banner refers to it, never prints it.
         running.wait_for(r"redis +\$FLOWHOOKS_REDIS_URL$")
+        state = json.loads((tmp_path / ".flowhooks" / "dev.json").read_text())
+        assert state == {
+            "pid": running.process.pid,
+            "redis_url": None,  # the user's URL may carry a password: never in a file
+            "receiver": f"http://127.0.0.1:{running.port}",
+        }
         assert "--source prod" in running.banner_command("send-test")
         first_id = send_test(running, tmp_path, env)
         running.wait_for(f"event picked up: .*event_id={re.escape(first_id)}")
@@ -260,3 +266,104 @@ def test_dev_with_its_own_redis_and_config_restarts_a_dead_worker(
         assert stored is not None
         assert [entry["stage"] for entry in stored.timeline] == ["received", "picked_up", "routed"]
     assert not (tmp_path / ".flowhooks" / "redis").exists()
+
+
+def mentioning(text: str) -> list[str]:
+    """The command lines of the living processes (zombies aside) that mention ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is None or fields[2] == "Z":
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def dev_once(cwd: Path, port: int, data: Path, env: dict[str, str]) -> tuple[int, str]:
+    """A ``flowhooks dev`` expected to stop by itself: its exit code and output."""
+    argv = [*FLOWHOOKS, "dev", "--port", str(port), "--data", str(data)]
+    result = run_process(argv, env, cwd)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_one_dev_per_data_folder_and_port(tmp_path: Path) -> None:
+    env = child_env()
+    data = tmp_path / ".flowhooks"
+    with dev(tmp_path, data, env) as first:
+        first.wait_for(re.escape(BANNER_END))
+        state = json.loads((data / "dev.json").read_text())
+        assert state["pid"] == first.process.pid
+        assert state["receiver"] == f"http://127.0.0.1:{first.port}"
+        assert Redis.from_url(state["redis_url"]).ping()
+        assert (data / "dev.json").stat().st_mode & 0o077 == 0
+
+        # The same folder, another port: refused at once, before any Redis of its own.
+        code, printed = dev_once(tmp_path, free_port(), data, env)
+        assert code == 2
+        assert printed == (
+            f"dev: another flowhooks dev (pid {first.process.pid}, receiver"
+            f" http://127.0.0.1:{first.port}) is running with the data folder {data}: stop it"
+            " first, or give this one a folder of its own (--data)\n"
+        )
+        # Another folder, the same port: refused, nothing started in that folder.
+        other = tmp_path / "other"
+        code, printed = dev_once(tmp_path, first.port, other, env)
+        assert code == 2
+        assert printed == (
+            f"dev: port {first.port} is in use by another program: choose another with --port"
+            f" (make dev PORT={first.port + 1})\n"
+        )
+        assert sorted(p.name for p in other.iterdir()) == ["dev.lock"]
+
+        assert sum("redis-server" in c for c in first.children().values()) == 1
+        assert "Traceback" not in first.output
+        stop_and_check(first)
+    assert not (data / "dev.json").exists()
+
+
+def test_a_dev_killed_outright_leaves_its_folder_to_no_second_redis(tmp_path: Path) -> None:
+    """Its children outlive a SIGKILL (they run in sessions of their own) and keep the folder
+    locked: a second ``dev`` there would start a second Redis on the same AOF file."""
+    env = child_env()
+    data = tmp_path / ".flowhooks"
+    with dev(tmp_path, data, env) as first:
+        first.wait_for(re.escape(BANNER_END))
+        left = first.children()
+        first.process.kill()
+        first.process.wait()
+
+        code, printed = dev_once(tmp_path, free_port(), data, env)
+        assert code == 2
+        assert printed.startswith(
+            f"dev: the data folder {data} is held by processes a flowhooks dev left running"
+        )
+        for proc in left:
+            if alive(proc):
+                os.kill(proc[0], signal.SIGKILL)
+        assert wait_gone(left) == []
+
+    # Once they are gone, the folder is free again, and its events with it.
+    with dev(tmp_path, data, env) as second:
+        second.wait_for(re.escape(BANNER_END))
+        stop_and_check(second)
+
+
+def test_a_child_that_cannot_start_stops_dev_without_a_restart_loop(tmp_path: Path) -> None:
+    config = tmp_path / "flowhooks.yaml"
+    config.write_text(OWN_CONFIG.replace("hmac:", "hamc:"))
+    env = child_env(FLOWHOOKS_CONFIG=str(config), PROD_WEBHOOK_SECRET="s")
+    with dev(tmp_path, tmp_path / ".flowhooks", env) as running:
+        code = running.process.wait(60)
+        assert code == 2, running.output
+        running.wait_for(r"^dev: the (worker|receiver) exited \(2\) before everything was up;")
+        assert "restarting" not in running.output
+        assert "sources.prod.verify[0].hamc: unknown key" in running.output
+        assert BANNER_END not in running.output
+    # Redis was started before the worker and the receiver failed: it is stopped too.
+    assert mentioning(str(tmp_path)) == []
+    assert not (tmp_path / ".flowhooks" / "dev.json").exists()

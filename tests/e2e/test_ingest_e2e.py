@@ -249,3 +249,50 @@ def test_send_test_signed_with_another_secret_fails(
     assert result.exit_code == 1
     assert '-> 401 {"error": "unauthorized"}' in result.output
     assert redis.dbsize() == 0
+
+
+WHOLE_CONFIG = """
+sources:
+  etl:
+    verify:
+      - hmac: {secrets: ["${SECRET}"]}
+  partner:
+    verify:
+      - basic: {username: partner, password: "${PARTNER_PASSWORD}"}
+actions:
+  ops-slack: {slack: {webhook_url: "${SLACK_WEBHOOK_URL}"}}
+  oncall: {pagerduty: {routing_key: "${PAGERDUTY_ROUTING_KEY}"}}
+etlworks:
+  prod: {url: "https://app.etlworks.com/rest", api_key: "${ETLWORKS_API_KEY}"}
+routes:
+  actions: [ops-slack]
+"""
+WHOLE_ENV = {
+    "SECRET": ENV["SECRET"],
+    "PARTNER_PASSWORD": "partner-pa55word",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
+    "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY",
+    "ETLWORKS_API_KEY": "api-key",
+}
+
+
+def test_send_test_needs_only_the_secrets_of_its_source(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "flowhooks.yaml"
+    config_file.write_text(WHOLE_CONFIG)
+    receiver = make_config(WHOLE_CONFIG, WHOLE_ENV)
+    argv = [*FLOWHOOKS, "send-test", "--source", "etl", "--config", str(config_file)]
+    with ServedApp(settings(redis_url), receiver) as app:
+        sent = run_process([*argv, "--url", app.url], child_env(SECRET=ENV["SECRET"]))
+        assert sent.returncode == 0, sent.stderr
+        assert f"POST {app.url}/webhooks/etl -> 202 " in sent.stdout
+
+        # Its own secret is still required, and is the only one named.
+        unset = run_process([*argv, "--url", app.url], child_env())
+    assert unset.returncode == 2
+    assert unset.stderr == (
+        f"{config_file}:5: sources.etl.verify[0].hmac.secrets[0]:"
+        " environment variable SECRET is not set\n"
+    )
+    assert redis.dbsize() > 0

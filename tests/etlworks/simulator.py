@@ -13,7 +13,9 @@ auth (a wrong key is 401, an unknown flow, execution or schedule 404)::
 A run gets an audit id, is ``queued`` for its flow's ``queued`` seconds, ``running`` for its
 ``duration``, then ends with the flow's next scripted outcome; every state change is timed by
 the simulator's clock, ``speed`` times faster than the wall clock (a run that ends by its
-duration lasts exactly that, in the records). When a run starts and when
+duration lasts exactly that, in the records). A flow with a ``start`` also runs by itself, as a
+scheduled flow does: that long after the simulator starts serving, then every ``every``. When a
+run starts and when
 it ends, every registered webhook whose filters match gets a ``FLOW_STARTED`` /
 ``FLOW_SUCCESS`` / ``FLOW_FAILED`` / ``FLOW_WARNING`` / ``FLOW_CANCELED`` POST (see
 :meth:`Simulator.payload`), HMAC-SHA256 hex of the raw body in ``X-Etl-Webhook-Signature``.
@@ -24,6 +26,8 @@ what happened (:attr:`Simulator.calls`, :meth:`Simulator.count`, :meth:`Simulato
 :func:`serve_simulator` serves one on a free loopback port in a thread; for a demo::
 
     python -m tests.etlworks.simulator --port 8900 --flows flows.yaml
+
+A ``${VAR}`` the file names and the environment lacks is reported in one line (exit 2).
 """
 
 import argparse
@@ -35,6 +39,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -84,11 +89,18 @@ class Flow:
     queued: float = 0.0
     error: str = "Database connection lost: ORA-03113 end-of-file on channel"
     """The error text of a run ending in ``error`` or ``warning``."""
+    start: float | None = None
+    """When the flow first runs by itself, as a scheduled flow does: simulated seconds after
+    the simulator starts serving; ``None``: only when the API runs it."""
+    every: float | None = None
+    """After its first run by itself, it runs again every this many simulated seconds."""
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.outcomes if o not in OUTCOMES]
         if not self.outcomes or unknown:
             raise ValueError(f"flow {self.id}: outcomes must be some of {', '.join(OUTCOMES)}")
+        if self.every is not None and (self.start is None or self.every <= 0):
+            raise ValueError(f"flow {self.id}: every needs a start, and must be above 0")
 
     def next_outcome(self) -> str:
         return self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
@@ -232,6 +244,7 @@ class Simulator:
         speed: float = 1.0,
         webhook_attempts: int = 3,
         webhook_retry_delay: float = 1.0,
+        first_audit_id: int = 1001,
     ) -> None:
         self.api_key = api_key
         self.speed = speed
@@ -247,7 +260,7 @@ class Simulator:
         self.deliveries: list[Delivery] = []
         self._runs: dict[int, Run] = {}
         self._scripts: dict[str, deque[Answer]] = {}
-        self._audit_ids = itertools.count(1001)
+        self._audit_ids = itertools.count(first_audit_id)
         self._webhook_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._epoch, self._start = time.time(), time.monotonic()
@@ -360,13 +373,29 @@ class Simulator:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
         self._http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+        scheduled = [
+            asyncio.create_task(self._scheduled(flow))
+            for flow in self.flows.values()
+            if flow.start is not None
+        ]
         try:
             yield
         finally:
-            for task in list(self._tasks):
+            for task in [*scheduled, *self._tasks]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*scheduled, *self._tasks, return_exceptions=True)
             await self._http.aclose()
+
+    async def _scheduled(self, flow: Flow) -> None:
+        """Run ``flow`` by itself at its ``start``, then every ``every`` (simulated seconds)."""
+        assert flow.start is not None
+        await asyncio.sleep(flow.start / self.speed)
+        while True:
+            run = self._start_run(flow, {})
+            log.info("flow %s (%s) run %s queued by its schedule", flow.id, flow.name, run.audit_id)
+            if flow.every is None:
+                return
+            await asyncio.sleep(flow.every / self.speed)
 
     def _routes(self) -> list[BaseRoute]:
         endpoints: list[tuple[str, str, Handler]] = [
@@ -442,12 +471,16 @@ class Simulator:
             params = None
         if not isinstance(params, dict) or not _strings(params.values()):
             return _error(400, "the body must be a JSON object of strings", request.url.path)
+        run = self._start_run(flow, params)
+        log.info("flow %s (%s) run %s queued", flow.id, flow.name, run.audit_id)
+        return JSONResponse({"flowId": flow.id, "auditId": run.audit_id, "status": run.status})
+
+    def _start_run(self, flow: Flow, params: dict[str, str]) -> Run:
         with self._lock:
             run = Run(flow, next(self._audit_ids), params, flow.next_outcome())
             self._runs[run.audit_id] = run
         self._spawn(self._execute(run))
-        log.info("flow %s (%s) run %s queued", flow.id, flow.name, run.audit_id)
-        return JSONResponse({"flowId": flow.id, "auditId": run.audit_id, "status": run.status})
+        return run
 
     async def _list_flows(self, request: Request) -> Response:
         return JSONResponse([f.describe() for f in self.flows.values()])
@@ -636,25 +669,32 @@ def serve_simulator(*flows: Flow, port: int | None = None, **options: Any) -> It
 def load(path: Path, **options: Any) -> Simulator:
     """A simulator from a YAML file: ``flows`` (a list of :class:`Flow` fields), ``schedules``
     (id: enabled), ``webhooks`` (as ``POST /v1/webhooks`` takes them), ``api_key`` and
-    ``speed``. Text ``${VAR}`` in a key or secret is read from the environment."""
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    simulator = Simulator(
-        api_key=_expand(str(spec.get("api_key", API_KEY))),
-        flows=[Flow(**f) for f in spec.get("flows", [])],
-        schedules={int(k): bool(v) for k, v in (spec.get("schedules") or {}).items()},
-        speed=float(spec.get("speed", 1.0)),
-        **options,
-    )
-    for hook in spec.get("webhooks", []):
-        simulator.add_webhook({**hook, "secret": _expand(str(hook.get("secret")))})
+    ``speed``. Text ``${VAR}`` in a key or secret is read from the environment. Raise
+    ``ValueError`` naming the file and what is wrong with it."""
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        simulator = Simulator(
+            api_key=_expand(str(spec.get("api_key", API_KEY)), "api_key"),
+            flows=[Flow(**f) for f in spec.get("flows", [])],
+            schedules={int(k): bool(v) for k, v in (spec.get("schedules") or {}).items()},
+            speed=float(spec.get("speed", 1.0)),
+            **options,
+        )
+        for i, hook in enumerate(spec.get("webhooks", [])):
+            secret = _expand(str(hook.get("secret")), f"webhooks[{i}].secret")
+            simulator.add_webhook({**hook, "secret": secret})
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return simulator
 
 
-def _expand(text: str) -> str:
-    expanded = os.path.expandvars(text)
-    if "${" in expanded:
-        raise ValueError(f"{text}: an environment variable it names is not set")
-    return expanded
+def _expand(text: str, where: str) -> str:
+    unset = [name for name in re.findall(r"\$\{(\w+)\}", text) if not os.environ.get(name)]
+    if unset:
+        raise ValueError(f"{where}: environment variable {', '.join(unset)} is not set")
+    return os.path.expandvars(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -664,7 +704,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flows", type=Path, help="a YAML file of flows, schedules, webhooks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    simulator = load(args.flows) if args.flows else Simulator()
+    # Audit ids that no earlier run of the simulator gave out, as Etlworks never reuses one:
+    # flowhooks routes the outcome of a (flow, audit id) once, in a Redis that outlives this.
+    first = int(time.time())
+    try:
+        simulator = (
+            load(args.flows, first_audit_id=first)
+            if args.flows
+            else Simulator(first_audit_id=first)
+        )
+    except ValueError as exc:
+        parser.exit(2, f"simulator: {exc}\n")
     simulator.url = f"http://{args.host}:{args.port}/rest"
     log.info("Etlworks simulator at %s, flows %s", simulator.url, sorted(simulator.flows))
     uvicorn.run(simulator.app, host=args.host, port=args.port, log_level="warning")

@@ -6,6 +6,7 @@ import hmac
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from config.schema import HmacCheck, VerifyStep
 from receiver.normalize import ETL_HEADERS, normalize
 from receiver.signatures import Rejected, compile_checks
-from tests.etlworks.simulator import API_KEY, Flow, Simulator, Stall, load
+from tests.etlworks.simulator import API_KEY, Flow, Simulator, Stall, load, serve_simulator
 from tests.support import (
     ENV,
     HMAC_CONFIG,
@@ -283,6 +284,7 @@ def test_loads_from_yaml_and_serves_from_the_command_line(tmp_path: Path) -> Non
 
     port = free_port()
     argv = [sys.executable, "-m", "tests.etlworks.simulator", "--port", str(port)]
+    started = int(time.time())
     child = subprocess.Popen(
         [*argv, "--flows", str(spec)],
         cwd=ROOT,
@@ -302,6 +304,9 @@ def test_loads_from_yaml_and_serves_from_the_command_line(tmp_path: Path) -> Non
 
         assert wait_until(answers, 20, interval=0.1)
         assert json.loads(httpx.get(url, headers=headers).content)["name"] == "warehouse-load"
+        # Audit ids no earlier run of it gave out, as a Redis that outlives it may hold those.
+        ran = httpx.post(f"{url}/run", json={}, headers=headers).json()
+        assert ran["auditId"] >= started
     finally:
         child.terminate()
         child.wait(10)
@@ -314,9 +319,59 @@ def test_the_example_flows_load() -> None:
         loaded = load(Path(__file__).with_name("flows.example.yaml"))
     assert sorted(loaded.flows) == [101, 102, 12346]
     assert loaded.api_key == "demo-key" and loaded.webhooks[0].secret == "demo-secret"
+    assert [(f.start, f.every) for f in loaded.flows.values()] == [
+        (600, 3600),
+        (600, 3600),
+        (None, None),
+    ]
+
+
+def test_a_variable_missing_is_one_clear_line(tmp_path: Path) -> None:
+    flows = Path(__file__).with_name("flows.example.yaml")
     with (
         pytest.MonkeyPatch.context() as patch,
-        pytest.raises(ValueError, match="is not set"),
+        pytest.raises(ValueError) as caught,
     ):
         patch.delenv("ETLWORKS_API_KEY", raising=False)
-        load(Path(__file__).with_name("flows.example.yaml"))
+        load(flows)
+    assert (
+        str(caught.value) == f"{flows}: api_key: environment variable ETLWORKS_API_KEY is not set"
+    )
+
+    # From the command line: that line, exit 2, no traceback.
+    argv = [sys.executable, "-m", "tests.etlworks.simulator", "--port", str(free_port())]
+    done = subprocess.run(
+        [*argv, "--flows", "tests/etlworks/flows.example.yaml"],
+        cwd=ROOT,
+        env=child_env(ETLWORKS_API_KEY="demo-key"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "simulator: tests/etlworks/flows.example.yaml: webhooks[0].secret:"
+        " environment variable ETLWORKS_WEBHOOK_SECRET is not set\n"
+    )
+
+
+def test_flows_with_a_start_run_by_themselves() -> None:
+    """As scheduled flows do: at ``start``, then every ``every`` (simulated seconds)."""
+    with serve_simulator(
+        Flow(101, "orders", duration=1, start=0, every=60, outcomes=["error", "success"]),
+        Flow(102, "customers", duration=1, start=30),
+        Flow(103, "on-demand", duration=1),
+        speed=600.0,
+    ) as sim:
+        assert wait_until(lambda: len(sim.runs(101)) >= 3, 10, interval=0.01)
+        assert wait_until(lambda: len(sim.runs(102)) == 1, 10, interval=0.01)
+        assert [r.outcome for r in sim.runs(101)[:3]] == ["error", "success", "success"]
+        assert sim.runs(103) == []
+        assert sim.runs(101)[0].params == {}
+    assert len(sim.runs(102)) == 1  # no every: once
+
+
+def test_every_needs_a_start() -> None:
+    with pytest.raises(ValueError, match=r"^flow 7: every needs a start, and must be above 0$"):
+        Flow(7, "x", every=60)
