@@ -76,7 +76,7 @@ def test_every_process_connects_through_the_sentinels(tmp_path: Path) -> None:
         assert "sentinel 127.0.0.1:" in worker.stderr  # its location, logged
         assert "pa55" not in worker.stdout + worker.stderr
 
-        shown = run_process([*FLOWHOOKS, "events", "list", "--json"], env)
+        shown = run_process([*FLOWHOOKS, "events", "list", "-o", "json"], env)
         assert shown.returncode == 0, shown.stderr
         lines = shown.stdout.splitlines()
         assert [json.loads(line)["id"] for line in lines] == ["via-sentinel"]

@@ -87,7 +87,7 @@ def test_every_notification_held_back_is_logged_with_its_reason(
         "silence", "add", "--matcher", 'flow_id="903"', "--duration", "1h", "--comment", "t"
     )
     assert added.returncode == 0, added.stderr
-    silence = added.stdout.split()[0]
+    silence = added.stdout.splitlines()[1].split()[0]  # under the table's header row
     flowhooks.wait_routed(flowhooks.post("FLOW_FAILED", "silenced", flow_id=903))
     assert held(flowhooks, "silenced") == [f"not sent: silenced, {silence}"]
 
