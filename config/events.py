@@ -1,10 +1,12 @@
 """The canonical event: what every Etlworks webhook is normalized into, and what rules match on."""
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import to_json
 
 Kind = Literal[
     "flow.succeeded",
@@ -65,6 +67,18 @@ class Event(BaseModel):
     chain_depth: int = 0
     """How many runs flowhooks started, one causing the next, led to this event."""
     raw: Any = None
+
+
+def dump_json(fields: Mapping[str, Any]) -> bytes:
+    """``Event.model_construct(**fields).model_dump_json()``, byte for byte, without the model.
+
+    ``fields`` holds every field of :class:`Event` in the model's order, each value of its
+    field's type (as ``receiver.normalize.fields`` makes them); pydantic's own serializer then
+    writes the same JSON the model would (infinite floats in ``raw`` as ``null``, as the model
+    does), at a fraction of the cost of building the model first. Tests hold the two to the
+    same bytes.
+    """
+    return to_json(fields, inf_nan_mode="null")
 
 
 def instant(value: Any) -> datetime | None:

@@ -7,6 +7,12 @@ it) → 202, or 200 for a duplicate.
 
 Besides ``/webhooks/{source}``, ``/healthz``, ``/readyz`` and ``/metrics``, it serves the admin
 API and pages (:mod:`receiver.admin`) when an admin token is set.
+
+The webhook endpoint is plain ASGI: it answers with two ``send`` calls, the bytes and headers
+Starlette's ``Response`` would send, without building a ``Request`` or a ``Response``; and
+:class:`_Shortcut`, in front of the router, hands it the requests its route would match
+without routing them. Everything else, and whatever the shortcut is unsure of, goes through
+Starlette as before. Under load that framework work cost as much as verifying a request.
 """
 
 import asyncio
@@ -24,11 +30,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from config import keys
 from config.connections import connect_async
+from config.events import dump_json
 from config.schema import Config
 from config.settings import Settings
 from receiver import jobs
@@ -37,13 +47,7 @@ from receiver.admin.site import Admin, mount
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
 from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
 from receiver.metrics import ReceiverMetrics
-from receiver.normalize import (
-    ETL_HEADERS,
-    Unparseable,
-    UnsupportedMediaType,
-    normalize,
-    parse_body,
-)
+from receiver.normalize import ETL_HEADERS, Unparseable, UnsupportedMediaType, fields, parse_body
 from receiver.signatures import Rejected, compile_checks
 
 log = logging.getLogger("flowhooks.receiver")
@@ -62,8 +66,9 @@ def create_app(
     :mod:`receiver.admin`); without one those paths do not exist (404).
     """
     receiver = _Receiver(settings, config, clock, ReceiverMetrics(registry or CollectorRegistry()))
+    webhooks = Route("/webhooks/{source}", _Endpoint(receiver), methods=["GET", "POST"])
     routes: list[BaseRoute] = [
-        Route("/webhooks/{source}", receiver.webhook, methods=["GET", "POST"]),
+        webhooks,
         Route("/healthz", receiver.healthz),
         Route("/readyz", receiver.readyz),
         Route("/metrics", receiver.metrics_page),
@@ -73,11 +78,61 @@ def create_app(
             mount("/api", api.build(receiver.admin)),
             mount("/ui", pages.build(receiver.admin)),
         ]
-    return Starlette(routes=routes, lifespan=receiver.lifespan)
+    shortcut = Middleware(_Shortcut, route=webhooks, receiver=receiver)
+    return Starlette(routes=routes, lifespan=receiver.lifespan, middleware=[shortcut])
 
 
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
     return Response(json.dumps(body), status, headers or None, "application/json")
+
+
+class _Answer:
+    """An answer as Starlette's ``Response`` sends one: ``headers`` first, then
+    ``content-length`` and ``content-type`` (JSON)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+        headers += [
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+
+    async def __call__(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _answer(status: int, body: dict[str, object], **headers: str) -> _Answer:
+    """``body`` as JSON, with ``headers`` (named as Starlette names them: lower-cased)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return _Answer(status, json.dumps(body).encode(), raw)
+
+
+# Each request's own JSON (its answer, its first timeline entry) is written out here, the bytes
+# json.dumps would write (tests hold them to it): json.dumps of a dict makes a new encoder
+# each call, which costs more than the rest of the text. _quote is json's own for a string.
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _stored(event_id: str, new: bool) -> _Answer:
+    """202 ``{"id": ...}`` for a new event, 200 with ``"duplicate": true`` for one seen."""
+    if new:
+        return _Answer(202, f'{{"id": {_quote(event_id)}}}'.encode(), [])
+    return _Answer(200, f'{{"id": {_quote(event_id)}, "duplicate": true}}'.encode(), [])
+
+
+def _received(at: str, verified: list[str], remote: str | None) -> str:
+    """The event's first timeline entry, as ``json.dumps`` writes it."""
+    checks = ", ".join(map(_quote, verified))
+    host = "null" if remote is None else _quote(remote)
+    return f'{{"at": {_quote(at)}, "stage": "received", "verified": [{checks}], "remote": {host}}}'
+
+
+_ETL_NAMES = tuple((suffix, f"x-etl-webhook-{suffix}") for suffix in ETL_HEADERS)
 
 
 class _Receiver:
@@ -147,10 +202,10 @@ class _Receiver:
 
     def _refuse(
         self, source: str, outcome: str, status: int, message: str, **headers: str
-    ) -> Response:
+    ) -> _Answer:
         log.info("webhook refused", extra={"source": source, "outcome": outcome, "status": status})
         self._count(source, outcome)
-        return _reply(status, {"error": message}, **headers)
+        return _answer(status, {"error": message}, **headers)
 
     def _committed(self, results: list[tuple[str, bool]]) -> None:
         """One log line per Redis round trip (group commit), naming every event it stored as
@@ -160,19 +215,23 @@ class _Receiver:
         duplicates = [ref for ref, new in results if not new]
         log.info("events stored", extra={"events": stored, "duplicates": duplicates})
 
-    async def webhook(self, request: Request) -> Response:
-        if request.method == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
-            return _reply(405, {"error": "method not allowed"}, allow="GET, POST")
-        name = request.path_params["source"]
+    async def webhook(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request to ``/webhooks/{name}`` (the ASGI endpoint of the route)."""
+        answer = await self._answer(name, scope, receive)
+        await answer(send)
+
+    async def _answer(self, name: str, scope: Scope, receive: Receive) -> _Answer:
+        if scope["method"] == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
+            return _answer(405, {"error": "method not allowed"}, allow="GET, POST")
         verifier = self.verifiers.get(name)
         if verifier is None:
             # The name is the client's text: no metric label for it, and only a bounded log.
             log.info("webhook refused", extra={"outcome": "unknown_source", "path": name[:100]})
             self._count("", "unknown_source")
-            return _reply(404, {"error": "unknown source"})
-        headers = _header_lists(request)
+            return _answer(404, {"error": "unknown source"})
+        headers = _header_lists(scope)
         try:
-            body = await self.bodies.read(request.receive, _one(headers, "content-length"))
+            body = await self.bodies.read(receive, _one(headers, "content-length"))
         except BodyTooLarge:
             return self._refuse(name, "too_large", 413, "body too large", connection="close")
         except BodyTimeout:
@@ -185,7 +244,7 @@ class _Receiver:
             log.warning("webhook rejected", extra=extra)
             self.metrics.verification_failures.labels(name, rejected.reason).inc()
             self._count(name, "rejected")
-            return _reply(401, {"error": "unauthorized"})
+            return _answer(401, {"error": "unauthorized"})
         try:
             payload = parse_body(_one(headers, "content-type"), body)
         except UnsupportedMediaType:
@@ -194,23 +253,23 @@ class _Receiver:
         except Unparseable as exc:
             return self._refuse(name, "unparseable", 400, str(exc))
         return await self._accept(
-            request, name=name, headers=headers, body=body, payload=payload, verified=verified
+            scope, name=name, headers=headers, body=body, payload=payload, verified=verified
         )
 
     async def _accept(
         self,
-        request: Request,
+        scope: Scope,
         *,
         name: str,
         headers: dict[str, list[str]],
         body: bytes,
         payload: object,
         verified: list[str],
-    ) -> Response:
+    ) -> _Answer:
         received_at = datetime.fromtimestamp(self.clock(), UTC)
-        etl = {s: v[0] for s in ETL_HEADERS if (v := headers.get(f"x-etl-webhook-{s}"))}
+        etl = {suffix: v[0] for suffix, header in _ETL_NAMES if (v := headers.get(header))}
         delivery = headers.get("webhook-id")
-        event = normalize(
+        event = fields(
             name,
             payload,
             etl_headers=etl,
@@ -218,29 +277,28 @@ class _Receiver:
             received_at=received_at,
             delivery_id=delivery[0] if delivery else None,
         )
-        entry = {
-            "at": received_at.isoformat(),
-            "stage": "received",
-            "verified": verified,
-            "remote": request.client.host if request.client else None,
-        }
+        event_id: str = event["id"]
+        client = scope.get("client")
+        entry = _received(received_at.isoformat(), verified, client[0] if client else None)
         assert self.writer is not None
         started = time.perf_counter()
         try:
-            new = await self.writer.write(event, entry)
+            # Serialized without the Event model: dump_json writes the bytes it would.
+            record = dump_json(event)
+            new = await self.writer.store(keys.ref(name, event_id), record, entry)
         except Unavailable as exc:
-            failed = {"source": name, "event_id": event.id, "reason": str(exc)}
+            failed = {"source": name, "event_id": event_id, "reason": str(exc)}
             log.error("event not stored", extra=failed)
             self._count(name, "unavailable")
             retry = str(self.settings.retry_after)
-            return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
+            return _answer(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         if not new:
             self.metrics.duplicates.labels(name).inc()
             self._count(name, "duplicate")
-            return _reply(200, {"id": event.id, "duplicate": True})
-        self._count(name, "accepted")
-        return _reply(202, {"id": event.id})
+        else:
+            self._count(name, "accepted")
+        return _stored(event_id, new)
 
     async def healthz(self, request: Request) -> Response:
         return _reply(200, {"status": "ok"})
@@ -271,8 +329,45 @@ def _one(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _header_lists(request: Request) -> dict[str, list[str]]:
+def _header_lists(scope: Scope) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
     return out
+
+
+class _Endpoint:
+    """The route's endpoint: an object, not a function, so Starlette calls it as ASGI."""
+
+    def __init__(self, receiver: _Receiver) -> None:
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.receiver.webhook(scope["path_params"]["source"], scope, receive, send)
+
+
+class _Shortcut:
+    """Hands the endpoint the requests its route would match, without routing them.
+
+    Only what the route itself would take, told by its own pattern: HTTP, one of its methods,
+    no ``root_path`` to strip. Anything else goes on through Starlette (its 405s, redirects,
+    404s and the other routes). It sits inside Starlette's error middleware, so an exception
+    is still a 500.
+    """
+
+    def __init__(self, app: ASGIApp, *, route: Route, receiver: _Receiver) -> None:
+        self.app = app
+        self.pattern = route.path_regex
+        self.methods = route.methods or set()
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in self.methods
+            and not scope.get("root_path")
+            and (match := self.pattern.match(scope["path"])) is not None
+        ):
+            await self.receiver.webhook(match["source"], scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -83,7 +83,7 @@ class Unavailable(Exception):
     """Redis could not be written in time; nothing was acknowledged (answer 503)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     ref: str
     args: tuple[str | bytes, ...]
@@ -125,14 +125,15 @@ class EventWriter:
     async def write(self, event: Event, received: Mapping[str, object]) -> bool:
         """Write ``event`` with ``received`` as its first timeline entry; ``True`` if it is
         new, ``False`` if its id was accepted before. Raise :class:`Unavailable`."""
+        ref = keys.ref(event.source, event.id)
+        return await self.store(ref, event.model_dump_json(), json.dumps(received, default=str))
+
+    async def store(self, ref: str, record: str | bytes, received: str | bytes) -> bool:
+        """:meth:`write` for an event already serialized: ``record`` is the JSON of the event
+        ``ref`` names, ``received`` that of its first timeline entry."""
         if len(self._pending) >= self._max_pending:
             raise Unavailable("backlog full")
-        ref = keys.ref(event.source, event.id)
-        pending = _Pending(
-            ref,
-            (ref, event.model_dump_json(), json.dumps(received, default=str)),
-            asyncio.get_running_loop().create_future(),
-        )
+        pending = _Pending(ref, (ref, record, received), asyncio.get_running_loop().create_future())
         self._pending.append(pending)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())

@@ -98,6 +98,31 @@ def normalize(
     """Build the canonical event. ``etl_headers`` maps the suffixes of :data:`ETL_HEADERS`
     (``event-id``, ``event``, …) to their values; ``delivery_id`` is a Standard Webhooks
     ``webhook-id`` when the source uses that scheme. Never raises on odd payloads."""
+    values = fields(
+        source,
+        payload,
+        etl_headers=etl_headers,
+        body=body,
+        received_at=received_at,
+        delivery_id=delivery_id,
+    )
+    # Every value is built with its field's type, so validation would only cost time (this
+    # runs once per request); tests check the output validates.
+    return Event.model_construct(**values)
+
+
+def fields(
+    source: str,
+    payload: Any,
+    *,
+    etl_headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+    delivery_id: str | None = None,
+) -> dict[str, Any]:
+    """What :func:`normalize` makes the event of: every field of :class:`Event`, in its order,
+    each value of its field's type. The receiver stores these as they are
+    (:func:`config.events.dump_json`), without building the model. Never raises."""
     top = payload if isinstance(payload, dict) else {}
     entity = _mapping(top.get("entity"))
     here = (entity, top)  # where execution details are looked for, most specific first
@@ -113,34 +138,34 @@ def normalize(
         status = _STATUS_OF_KIND.get(kind)
     started = instant(_first(here, "started", "startedAt", "startTime", "start"))
     finished = instant(_first(here, "finished", "finishedAt", "endTime", "ended", "end"))
-    # Every value below is built with its field's type, so validation would only cost time
-    # (this runs once per request); tests check the output validates.
-    return Event.model_construct(
-        id=_event_id(source, top, etl_headers, delivery_id, body),
-        source=source,
-        event=name,
-        kind=kind,
-        status=status,
-        flow_id=_first_text(here, "flowId", "flow_id") or _from_url(url, _FLOW_IN_URL),
-        flow_name=_first_text(here, "flowName", "flow_name")
+    return {
+        "id": _event_id(source, top, etl_headers, delivery_id, body),
+        "source": source,
+        "event": name,
+        "kind": kind,
+        "status": status,
+        "flow_id": _first_text(here, "flowId", "flow_id") or _from_url(url, _FLOW_IN_URL),
+        "flow_name": _first_text(here, "flowName", "flow_name")
         or (_first_text((entity,), "name") if name.startswith("Flow.") else None),
-        audit_id=_first_text(here, "auditId", "audit_id", "executionId")
+        "audit_id": _first_text(here, "auditId", "audit_id", "executionId")
         or _from_url(url, _AUDIT_IN_URL),
-        webhook_id=_text(etl_headers.get("id")) or _first_text((top,), "webhookId"),
-        entity_id=_text(etl_headers.get("entity-id")) or _first_text((top,), "entityId"),
-        entity_url=url,
-        tags=_tags(_first(here, "tags", "flowTags")),
-        params=_params(_first(here, "params", "parameters", "runParameters")),
-        error=_first_text(here, "error", "errorMessage", "exception", "exceptionMessage")
+        "webhook_id": _text(etl_headers.get("id")) or _first_text((top,), "webhookId"),
+        "entity_id": _text(etl_headers.get("entity-id")) or _first_text((top,), "entityId"),
+        "entity_url": url,
+        "tags": _tags(_first(here, "tags", "flowTags")),
+        "params": _params(_first(here, "params", "parameters", "runParameters")),
+        "error": _first_text(here, "error", "errorMessage", "exception", "exceptionMessage")
         if status in ("error", "warning", "canceled", None)
         else None,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=_duration(_first(here, "durationMs", "duration"), started, finished),
-        sent_at=instant(top.get("timestamp")),
-        received_at=received_at,
-        raw=payload,
-    )
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": _duration(_first(here, "durationMs", "duration"), started, finished),
+        "sent_at": instant(top.get("timestamp")),
+        "received_at": received_at,
+        "triggered_by": None,
+        "chain_depth": 0,
+        "raw": payload,
+    }
 
 
 _EVENT_KINDS: dict[str, Kind] = {
