@@ -81,13 +81,17 @@ def dump_json(fields: Mapping[str, Any]) -> bytes:
     return to_json(fields, inf_nan_mode="null")
 
 
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBERS = (int, float)
+
+
 def instant(value: Any) -> datetime | None:
     """A time as Etlworks writes one: epoch seconds or milliseconds (above 10^12, as digits or
     a number) or an ISO 8601 string, as UTC; ``None`` for anything else."""
     try:
-        if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
             value = int(value.strip())  # str.isdigit also admits digits int() refuses
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, _NUMBERS) and not isinstance(value, bool):
             return datetime.fromtimestamp(value / 1000 if value > 10**12 else value, tz=UTC)
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip())

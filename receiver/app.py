@@ -44,8 +44,9 @@ from config.settings import Settings
 from receiver import jobs
 from receiver.admin import api, pages
 from receiver.admin.site import Admin, mount
+from receiver.answers import Answer, answer, stored
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
-from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable
+from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable, first_entry
 from receiver.metrics import ReceiverMetrics
 from receiver.normalize import ETL_HEADERS, Unparseable, UnsupportedMediaType, fields, parse_body
 from receiver.signatures import Rejected, compile_checks
@@ -84,52 +85,6 @@ def create_app(
 
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
     return Response(json.dumps(body), status, headers or None, "application/json")
-
-
-class _Answer:
-    """An answer as Starlette's ``Response`` sends one: ``headers`` first, then
-    ``content-length`` and ``content-type`` (JSON)."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers
-        headers += [
-            (b"content-length", str(len(body)).encode("latin-1")),
-            (b"content-type", b"application/json"),
-        ]
-
-    async def __call__(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-def _answer(status: int, body: dict[str, object], **headers: str) -> _Answer:
-    """``body`` as JSON, with ``headers`` (named as Starlette names them: lower-cased)."""
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    return _Answer(status, json.dumps(body).encode(), raw)
-
-
-# Each request's own JSON (its answer, its first timeline entry) is written out here, the bytes
-# json.dumps would write (tests hold them to it): json.dumps of a dict makes a new encoder
-# each call, which costs more than the rest of the text. _quote is json's own for a string.
-_quote = json.encoder.encode_basestring_ascii
-
-
-def _stored(event_id: str, new: bool) -> _Answer:
-    """202 ``{"id": ...}`` for a new event, 200 with ``"duplicate": true`` for one seen."""
-    if new:
-        return _Answer(202, f'{{"id": {_quote(event_id)}}}'.encode(), [])
-    return _Answer(200, f'{{"id": {_quote(event_id)}, "duplicate": true}}'.encode(), [])
-
-
-def _received(at: str, verified: list[str], remote: str | None) -> str:
-    """The event's first timeline entry, as ``json.dumps`` writes it."""
-    checks = ", ".join(map(_quote, verified))
-    host = "null" if remote is None else _quote(remote)
-    return f'{{"at": {_quote(at)}, "stage": "received", "verified": [{checks}], "remote": {host}}}'
 
 
 _ETL_NAMES = tuple((suffix, f"x-etl-webhook-{suffix}") for suffix in ETL_HEADERS)
@@ -202,10 +157,10 @@ class _Receiver:
 
     def _refuse(
         self, source: str, outcome: str, status: int, message: str, **headers: str
-    ) -> _Answer:
+    ) -> Answer:
         log.info("webhook refused", extra={"source": source, "outcome": outcome, "status": status})
         self._count(source, outcome)
-        return _answer(status, {"error": message}, **headers)
+        return answer(status, {"error": message}, **headers)
 
     def _committed(self, results: list[tuple[str, bool]]) -> None:
         """One log line per Redis round trip (group commit), naming every event it stored as
@@ -217,18 +172,18 @@ class _Receiver:
 
     async def webhook(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a request to ``/webhooks/{name}`` (the ASGI endpoint of the route)."""
-        answer = await self._answer(name, scope, receive)
+        answer = await self.answer(name, scope, receive)
         await answer(send)
 
-    async def _answer(self, name: str, scope: Scope, receive: Receive) -> _Answer:
+    async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         if scope["method"] == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
-            return _answer(405, {"error": "method not allowed"}, allow="GET, POST")
+            return answer(405, {"error": "method not allowed"}, allow="GET, POST")
         verifier = self.verifiers.get(name)
         if verifier is None:
             # The name is the client's text: no metric label for it, and only a bounded log.
             log.info("webhook refused", extra={"outcome": "unknown_source", "path": name[:100]})
             self._count("", "unknown_source")
-            return _answer(404, {"error": "unknown source"})
+            return answer(404, {"error": "unknown source"})
         headers = _header_lists(scope)
         try:
             body = await self.bodies.read(receive, _one(headers, "content-length"))
@@ -244,7 +199,7 @@ class _Receiver:
             log.warning("webhook rejected", extra=extra)
             self.metrics.verification_failures.labels(name, rejected.reason).inc()
             self._count(name, "rejected")
-            return _answer(401, {"error": "unauthorized"})
+            return answer(401, {"error": "unauthorized"})
         try:
             payload = parse_body(_one(headers, "content-type"), body)
         except UnsupportedMediaType:
@@ -265,7 +220,7 @@ class _Receiver:
         body: bytes,
         payload: object,
         verified: list[str],
-    ) -> _Answer:
+    ) -> Answer:
         received_at = datetime.fromtimestamp(self.clock(), UTC)
         etl = {suffix: v[0] for suffix, header in _ETL_NAMES if (v := headers.get(header))}
         delivery = headers.get("webhook-id")
@@ -279,7 +234,7 @@ class _Receiver:
         )
         event_id: str = event["id"]
         client = scope.get("client")
-        entry = _received(received_at.isoformat(), verified, client[0] if client else None)
+        entry = first_entry(received_at.isoformat(), verified, client[0] if client else None)
         assert self.writer is not None
         started = time.perf_counter()
         try:
@@ -291,14 +246,14 @@ class _Receiver:
             log.error("event not stored", extra=failed)
             self._count(name, "unavailable")
             retry = str(self.settings.retry_after)
-            return _answer(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
+            return answer(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         if not new:
             self.metrics.duplicates.labels(name).inc()
             self._count(name, "duplicate")
         else:
             self._count(name, "accepted")
-        return _stored(event_id, new)
+        return stored(event_id, new)
 
     async def healthz(self, request: Request) -> Response:
         return _reply(200, {"status": "ok"})
