@@ -9,10 +9,11 @@ Besides ``/webhooks/{source}``, ``/healthz``, ``/readyz`` and ``/metrics``, it s
 API and pages (:mod:`receiver.admin`) when an admin token is set.
 
 The webhook endpoint is plain ASGI: it answers with two ``send`` calls, the bytes and headers
-Starlette's ``Response`` would send, without building a ``Request`` or a ``Response``; and
-:class:`_Shortcut`, in front of the router, hands it the requests its route would match
-without routing them. Everything else, and whatever the shortcut is unsure of, goes through
-Starlette as before. Under load that framework work cost as much as verifying a request.
+Starlette's ``Response`` would send (:mod:`receiver.answers`), without building a ``Request``
+or a ``Response``; and the app (:class:`_App`) hands it the requests its route would match
+before Starlette's middleware and router see them. Everything else, and whatever the app is
+unsure of, goes through Starlette. Under load that framework work cost as much as verifying a
+request.
 """
 
 import asyncio
@@ -30,11 +31,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from config import keys
 from config.connections import connect_async
@@ -79,8 +79,7 @@ def create_app(
             mount("/api", api.build(receiver.admin)),
             mount("/ui", pages.build(receiver.admin)),
         ]
-    shortcut = Middleware(_Shortcut, route=webhooks, receiver=receiver)
-    return Starlette(routes=routes, lifespan=receiver.lifespan, middleware=[shortcut])
+    return _App(receiver, webhooks, routes)
 
 
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
@@ -171,11 +170,19 @@ class _Receiver:
         log.info("events stored", extra={"events": stored, "duplicates": duplicates})
 
     async def webhook(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a request to ``/webhooks/{name}`` (the ASGI endpoint of the route)."""
-        answer = await self.answer(name, scope, receive)
+        """Answer a request to ``/webhooks/{name}`` (the ASGI endpoint of the route).
+
+        An exception is answered 500 and raised again, as Starlette's error middleware does
+        (which the requests :class:`_App` takes past it never reach).
+        """
+        try:
+            answer = await self._answer(name, scope, receive)
+        except Exception:
+            await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+            raise
         await answer(send)
 
-    async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
+    async def _answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         if scope["method"] == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
             return answer(405, {"error": "method not allowed"}, allow="GET, POST")
         verifier = self.verifiers.get(name)
@@ -285,8 +292,12 @@ def _one(headers: dict[str, list[str]], name: str) -> str | None:
 
 
 def _header_lists(scope: Scope) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in scope["headers"]:
+    raw = scope["headers"]
+    out = {name.decode("latin-1").lower(): [value.decode("latin-1")] for name, value in raw}
+    if len(out) == len(raw):
+        return out  # the usual: no header sent twice
+    out = {}
+    for name, value in raw:
         out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
     return out
 
@@ -301,20 +312,20 @@ class _Endpoint:
         await self.receiver.webhook(scope["path_params"]["source"], scope, receive, send)
 
 
-class _Shortcut:
-    """Hands the endpoint the requests its route would match, without routing them.
+class _App(Starlette):
+    """Starlette, except that the requests the webhook route would take go straight to its
+    endpoint, past Starlette's middleware and router.
 
     Only what the route itself would take, told by its own pattern: HTTP, one of its methods,
-    no ``root_path`` to strip. Anything else goes on through Starlette (its 405s, redirects,
-    404s and the other routes). It sits inside Starlette's error middleware, so an exception
-    is still a 500.
+    no ``root_path`` to strip. Anything else goes through Starlette (its 405s, redirects and
+    404s, the other routes, and the webhook route too).
     """
 
-    def __init__(self, app: ASGIApp, *, route: Route, receiver: _Receiver) -> None:
-        self.app = app
-        self.pattern = route.path_regex
-        self.methods = route.methods or set()
+    def __init__(self, receiver: _Receiver, webhooks: Route, routes: list[BaseRoute]) -> None:
+        super().__init__(routes=routes, lifespan=receiver.lifespan)
         self.receiver = receiver
+        self.pattern = webhooks.path_regex
+        self.methods = webhooks.methods or set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -325,4 +336,4 @@ class _Shortcut:
         ):
             await self.receiver.webhook(match["source"], scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
