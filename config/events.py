@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_json
 
@@ -73,12 +74,15 @@ def dump_json(fields: Mapping[str, Any]) -> bytes:
     """``Event.model_construct(**fields).model_dump_json()``, byte for byte, without the model.
 
     ``fields`` holds every field of :class:`Event` in the model's order, each value of its
-    field's type (as ``receiver.normalize.fields`` makes them); pydantic's own serializer then
-    writes the same JSON the model would (infinite floats in ``raw`` as ``null``, as the model
-    does), at a fraction of the cost of building the model first. Tests hold the two to the
-    same bytes.
+    field's type (as ``receiver.normalize.fields`` makes them). orjson writes what pydantic
+    writes for these (datetimes in UTC end in ``Z``, infinite floats are ``null``) in a third
+    of the time; what it refuses (an integer past 64 bits in ``raw``) pydantic's own
+    serializer writes. Tests hold both to the model's bytes.
     """
-    return to_json(fields, inf_nan_mode="null")
+    try:
+        return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return to_json(fields, inf_nan_mode="null")
 
 
 _DIGITS = re.compile(r"[0-9]+")
