@@ -43,20 +43,15 @@ local m = tonumber(ARGV[11])
 local template = {}
 for i = 1, 2 * m do template[i] = ARGV[11 + i] end
 local base, out = 11 + 2 * m, {}
-for e = 1, n do
-  -- One argument an event (fewer to pack): its timeline entry and its record, JSON, which holds
-  -- no raw newline, then its ref.
-  local item = ARGV[base + e]
-  local cut = string.find(item, '\\n', 1, true)
-  local cut2 = string.find(item, '\\n', cut + 1, true)
-  local ref = string.sub(item, cut2 + 1)
+for e = 0, n - 1 do
+  local o = base + e * 3
+  local ref = ARGV[o + 1]
   local dedup = prefix .. ':dedup:' .. ref
   if redis.call('EXISTS', dedup) == 0 then
-    redis.call('SET', prefix .. ':event:' .. ref, string.sub(item, cut + 1, cut2 - 1),
-               'EX', retention)
+    redis.call('SET', prefix .. ':event:' .. ref, ARGV[o + 2], 'EX', retention)
     local timeline = prefix .. ':timeline:' .. ref
     redis.call('DEL', timeline)
-    redis.call('RPUSH', timeline, string.sub(item, 1, cut - 1))
+    redis.call('RPUSH', timeline, ARGV[o + 3])
     redis.call('EXPIRE', timeline, retention)
     redis.call('ZADD', index, now_ms, ref)
     -- The route job, as RQ's Job.to_dict writes it; RQ reads an uncompressed `data` as is.
@@ -70,9 +65,9 @@ for e = 1, n do
     -- Last: a script that failed half-way leaves no dedup key to turn the retry into a
     -- "duplicate" of an event that was never stored.
     redis.call('SET', dedup, ref, 'PX', dedup_ttl)
-    out[e] = 1
+    out[e + 1] = 1
   else
-    out[e] = 0
+    out[e + 1] = 0
   end
 end
 redis.call('SADD', 'rq:queues', queue)
@@ -95,10 +90,6 @@ def first_entry(at: str, verified: list[str], remote: str | None) -> str:
     return f'{{"at": {_quote(at)}, "stage": "received", "verified": [{checks}], "remote": {host}}}'
 
 
-def _bytes(text: str | bytes) -> bytes:
-    return text.encode() if isinstance(text, str) else text
-
-
 class Unavailable(Exception):
     """Redis could not be written in time; nothing was acknowledged (answer 503)."""
 
@@ -106,9 +97,7 @@ class Unavailable(Exception):
 @dataclass(slots=True)
 class _Pending:
     ref: str
-    item: memoryview
-    """The event's argument of the write script (a view, which redis-py sends without
-    copying it into its buffer)."""
+    args: tuple[str | bytes, ...]
     done: "asyncio.Future[bool]"
 
 
@@ -155,8 +144,7 @@ class EventWriter:
         ``ref`` names, ``received`` that of its first timeline entry."""
         if len(self._pending) >= self._max_pending:
             raise Unavailable("backlog full")
-        item = b"\n".join((_bytes(received), _bytes(record), ref.encode()))
-        pending = _Pending(ref, memoryview(item), asyncio.get_running_loop().create_future())
+        pending = _Pending(ref, (ref, record, received), asyncio.get_running_loop().create_future())
         self._pending.append(pending)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
@@ -182,7 +170,7 @@ class EventWriter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         now = self._clock()
-        args: list[str | bytes | memoryview] = [
+        args: list[str | bytes] = [
             str(len(batch)),
             self._dedup_ms,
             self._retention,
@@ -197,7 +185,7 @@ class EventWriter:
             *self._template,
         ]
         for pending in batch:
-            args.append(pending.item)
+            args.extend(pending.args)
         try:
             async with asyncio.timeout(self._deadline):
                 replies = await self._script(args=args)

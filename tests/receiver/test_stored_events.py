@@ -1,8 +1,6 @@
-"""The receiver stores events without building the ``Event`` model, parses JSON with pydantic's
-parser and hands each event to the write script as one argument; all must come out exactly as
-the model, ``json.loads`` and the event's own parts would have it."""
+"""The receiver stores events without building the ``Event`` model and parses JSON with
+pydantic's parser; both must come out exactly as the model and ``json.loads`` would have it."""
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -10,16 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 
-from config import eventlog, keys
 from config.events import Event, dump_json
-from receiver import jobs
-from receiver.ingest import EventWriter
 from receiver.normalize import ETL_HEADERS, MAX_DEPTH, Unparseable, fields, normalize, parse_body
 
-NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 KEYS = [
     "eventId",
     "eventType",
@@ -169,27 +161,3 @@ def test_json_is_parsed_as_json_loads_parses_it(body: bytes) -> None:
 def test_big_integers_stay_integers(digits: int) -> None:
     body = b'{"n": ' + b"9" * digits + b"}"
     assert outcome(lambda b: parse_body("application/json", b), body) == outcome(reference, body)
-
-
-def test_an_id_with_a_newline_is_stored_under_its_own_ref(redis: SyncRedis, redis_url: str) -> None:
-    """The write script takes each event as one argument cut at newlines: its entry and its
-    record (JSON, which holds none) first, its ref last, whatever that ref holds."""
-    event = Event.model_validate(
-        {"id": "a\nb\n", "source": "etl", "event": "x\ny", "kind": "other", "received_at": NOW}
-    )
-
-    async def write() -> bool:
-        conn = Redis.from_url(redis_url)
-        writer = EventWriter(
-            conn, dedup_ttl=60, retention=60, job_template=jobs.template(60, 60), deadline=5
-        )
-        try:
-            return await writer.write(event, {"stage": "received", "note": "one\ntwo"})
-        finally:
-            await conn.aclose()
-
-    assert asyncio.run(write()) is True
-    stored = eventlog.load(redis, keys.ref("etl", "a\nb\n"))
-    assert stored is not None
-    assert stored.event == json.loads(event.model_dump_json())
-    assert stored.timeline == [{"stage": "received", "note": "one\ntwo"}]
