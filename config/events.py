@@ -87,11 +87,14 @@ def dump_json(fields: Mapping[str, Any]) -> bytes:
 
 _DIGITS = re.compile(r"[0-9]+")
 _NUMBERS = (int, float)
+_YEAR_10000_MS = 253_402_300_800_000
 
 
 def instant(value: Any) -> datetime | None:
     """A time as Etlworks writes one: epoch seconds or milliseconds (above 10^12, as digits or
     a number) or an ISO 8601 string, as UTC; ``None`` for anything else."""
+    if type(value) is int and 10**12 < value < _YEAR_10000_MS:  # the usual: epoch milliseconds
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
     try:
         if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
             value = int(value.strip())  # str.isdigit also admits digits int() refuses

@@ -359,7 +359,11 @@ def _tags(value: Any) -> list[str]:
         items = [v.get("name") if isinstance(v, dict) else v for v in value]
     else:
         return []
-    return [t for t in (_text(item) for item in items) if t]
+    tags = []
+    for item in items:
+        if tag := _text(item):
+            tags.append(tag)
+    return tags
 
 
 def _params(value: Any) -> dict[str, str]:
