@@ -1,10 +1,13 @@
 """The canonical event: what every Etlworks webhook is normalized into, and what rules match on."""
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import to_json
 
 Kind = Literal[
     "flow.succeeded",
@@ -67,13 +70,35 @@ class Event(BaseModel):
     raw: Any = None
 
 
+def dump_json(fields: Mapping[str, Any]) -> bytes:
+    """``Event.model_construct(**fields).model_dump_json()``, byte for byte, without the model.
+
+    ``fields`` holds every field of :class:`Event` in the model's order, each value of its
+    field's type (as ``receiver.normalize.fields`` makes them). orjson writes what pydantic
+    writes for these (datetimes in UTC end in ``Z``, infinite floats are ``null``) in a third
+    of the time; what it refuses (an integer past 64 bits in ``raw``) pydantic's own
+    serializer writes. Tests hold both to the model's bytes.
+    """
+    try:
+        return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return to_json(fields, inf_nan_mode="null")
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBERS = (int, float)
+_YEAR_10000_MS = 253_402_300_800_000
+
+
 def instant(value: Any) -> datetime | None:
     """A time as Etlworks writes one: epoch seconds or milliseconds (above 10^12, as digits or
     a number) or an ISO 8601 string, as UTC; ``None`` for anything else."""
+    if type(value) is int and 10**12 < value < _YEAR_10000_MS:  # the usual: epoch milliseconds
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
     try:
-        if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
             value = int(value.strip())  # str.isdigit also admits digits int() refuses
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, _NUMBERS) and not isinstance(value, bool):
             return datetime.fromtimestamp(value / 1000 if value > 10**12 else value, tz=UTC)
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip())

@@ -7,6 +7,13 @@ it) → 202, or 200 for a duplicate.
 
 Besides ``/webhooks/{source}``, ``/healthz``, ``/readyz`` and ``/metrics``, it serves the admin
 API and pages (:mod:`receiver.admin`) when an admin token is set.
+
+The webhook endpoint is plain ASGI: it answers with two ``send`` calls, the bytes and headers
+Starlette's ``Response`` would send (:mod:`receiver.answers`), without building a ``Request``
+or a ``Response``; and the app (:class:`_App`) hands it the requests its route would match
+before Starlette's middleware and router see them. Everything else, and whatever the app is
+unsure of, goes through Starlette. That framework work was much of a bare Starlette endpoint's
+CPU per request (README, Benchmarks).
 """
 
 import asyncio
@@ -25,26 +32,23 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from config import routejobs
+from config import keys, routejobs
 from config.connections import connect_async
+from config.events import dump_json
 from config.schema import Config
 from config.settings import Settings
 from receiver import jobs, reload
 from receiver.admin import api, pages
 from receiver.admin.site import Admin, mount
+from receiver.answers import Answer, answer, stored
 from receiver.bodies import BodyReader, BodyTimeout, BodyTooLarge
-from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable, Unreplicated
+from receiver.ingest import RQ_QUEUE_KEY, EventWriter, Unavailable, Unreplicated, first_entry
 from receiver.metrics import ReceiverMetrics
-from receiver.normalize import (
-    ETL_HEADERS,
-    Unparseable,
-    UnsupportedMediaType,
-    normalize,
-    parse_body,
-)
+from receiver.normalize import ETL_HEADERS, Unparseable, UnsupportedMediaType, fields, parse_body
 from receiver.signatures import Rejected, compile_checks
 
 log = logging.getLogger("flowhooks.receiver")
@@ -63,8 +67,9 @@ def create_app(
     :mod:`receiver.admin`); without one those paths do not exist (404).
     """
     receiver = _Receiver(settings, config, clock, ReceiverMetrics(registry or CollectorRegistry()))
+    webhooks = Route("/webhooks/{source}", _Endpoint(receiver), methods=["GET", "POST"])
     routes: list[BaseRoute] = [
-        Route("/webhooks/{source}", receiver.webhook, methods=["GET", "POST"]),
+        webhooks,
         Route("/healthz", receiver.healthz),
         Route("/readyz", receiver.readyz),
         Route("/metrics", receiver.metrics_page),
@@ -74,11 +79,14 @@ def create_app(
             mount("/api", api.build(receiver.admin)),
             mount("/ui", pages.build(receiver.admin)),
         ]
-    return Starlette(routes=routes, lifespan=receiver.lifespan)
+    return _App(receiver, webhooks, routes)
 
 
 def _reply(status: int, body: dict[str, object], **headers: str) -> Response:
     return Response(json.dumps(body), status, headers or None, "application/json")
+
+
+_ETL_NAMES = tuple((suffix, f"x-etl-webhook-{suffix}") for suffix in ETL_HEADERS)
 
 
 class _Receiver:
@@ -162,10 +170,10 @@ class _Receiver:
 
     def _refuse(
         self, source: str, outcome: str, status: int, message: str, **headers: str
-    ) -> Response:
+    ) -> Answer:
         log.info("webhook refused", extra={"source": source, "outcome": outcome, "status": status})
         self._count(source, outcome)
-        return _reply(status, {"error": message}, **headers)
+        return answer(status, {"error": message}, **headers)
 
     def _committed(self, results: list[tuple[str, bool]]) -> None:
         """One log line per Redis round trip (group commit), naming every event it stored as
@@ -175,19 +183,31 @@ class _Receiver:
         duplicates = [ref for ref, new in results if not new]
         log.info("events stored", extra={"events": stored, "duplicates": duplicates})
 
-    async def webhook(self, request: Request) -> Response:
-        if request.method == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
-            return _reply(405, {"error": "method not allowed"}, allow="GET, POST")
-        name = request.path_params["source"]
+    async def webhook(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request to ``/webhooks/{name}`` (the ASGI endpoint of the route).
+
+        An exception is answered 500 and raised again, as Starlette's error middleware does
+        (which the requests :class:`_App` takes past it never reach).
+        """
+        try:
+            answer = await self._answer(name, scope, receive)
+        except Exception:
+            await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+            raise
+        await answer(send)
+
+    async def _answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
+        if scope["method"] == "HEAD":  # Starlette adds HEAD to GET routes; it is no delivery
+            return answer(405, {"error": "method not allowed"}, allow="GET, POST")
         verifier = self.verifiers.get(name)
         if verifier is None:
             # The name is the client's text: no metric label for it, and only a bounded log.
             log.info("webhook refused", extra={"outcome": "unknown_source", "path": name[:100]})
             self._count("", "unknown_source")
-            return _reply(404, {"error": "unknown source"})
-        headers = _header_lists(request)
+            return answer(404, {"error": "unknown source"})
+        headers = _header_lists(scope)
         try:
-            body = await self.bodies.read(request.receive, _one(headers, "content-length"))
+            body = await self.bodies.read(receive, _one(headers, "content-length"))
         except BodyTooLarge:
             return self._refuse(name, "too_large", 413, "body too large", connection="close")
         except BodyTimeout:
@@ -200,7 +220,7 @@ class _Receiver:
             log.warning("webhook rejected", extra=extra)
             self.metrics.verification_failures.labels(name, rejected.reason).inc()
             self._count(name, "rejected")
-            return _reply(401, {"error": "unauthorized"})
+            return answer(401, {"error": "unauthorized"})
         try:
             payload = parse_body(_one(headers, "content-type"), body)
         except UnsupportedMediaType:
@@ -209,23 +229,23 @@ class _Receiver:
         except Unparseable as exc:
             return self._refuse(name, "unparseable", 400, str(exc))
         return await self._accept(
-            request, name=name, headers=headers, body=body, payload=payload, verified=verified
+            scope, name=name, headers=headers, body=body, payload=payload, verified=verified
         )
 
     async def _accept(
         self,
-        request: Request,
+        scope: Scope,
         *,
         name: str,
         headers: dict[str, list[str]],
         body: bytes,
         payload: object,
         verified: list[str],
-    ) -> Response:
+    ) -> Answer:
         received_at = datetime.fromtimestamp(self.clock(), UTC)
-        etl = {s: v[0] for s in ETL_HEADERS if (v := headers.get(f"x-etl-webhook-{s}"))}
+        etl = {suffix: v[0] for suffix, header in _ETL_NAMES if (v := headers.get(header))}
         delivery = headers.get("webhook-id")
-        event = normalize(
+        event = fields(
             name,
             payload,
             etl_headers=etl,
@@ -233,29 +253,28 @@ class _Receiver:
             received_at=received_at,
             delivery_id=delivery[0] if delivery else None,
         )
-        entry = {
-            "at": received_at.isoformat(),
-            "stage": "received",
-            "verified": verified,
-            "remote": request.client.host if request.client else None,
-        }
+        event_id: str = event["id"]
+        client = scope.get("client")
+        entry = first_entry(received_at.isoformat(), verified, client[0] if client else None)
         assert self.writer is not None
         started = time.perf_counter()
         try:
-            new = await self.writer.write(event, entry)
+            # Serialized without the Event model: dump_json writes the bytes it would.
+            record = dump_json(event)
+            new = await self.writer.store(keys.ref(name, event_id), record, entry)
         except Unavailable as exc:
-            failed = {"source": name, "event_id": event.id, "reason": str(exc)}
+            failed = {"source": name, "event_id": event_id, "reason": str(exc)}
             log.error("event not stored", extra=failed)
             self._count(name, "unreplicated" if isinstance(exc, Unreplicated) else "unavailable")
             retry = str(self.settings.retry_after)
-            return _reply(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
+            return answer(503, {"error": "temporarily unavailable"}, **{"retry-after": retry})
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         if not new:
             self.metrics.duplicates.labels(name).inc()
             self._count(name, "duplicate")
-            return _reply(200, {"id": event.id, "duplicate": True})
-        self._count(name, "accepted")
-        return _reply(202, {"id": event.id})
+        else:
+            self._count(name, "accepted")
+        return stored(event_id, new)
 
     async def healthz(self, request: Request) -> Response:
         return _reply(200, {"status": "ok"})
@@ -302,8 +321,49 @@ def _one(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _header_lists(request: Request) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in request.scope["headers"]:
+def _header_lists(scope: Scope) -> dict[str, list[str]]:
+    raw = scope["headers"]
+    out = {name.decode("latin-1").lower(): [value.decode("latin-1")] for name, value in raw}
+    if len(out) == len(raw):
+        return out  # the usual: no header sent twice
+    out = {}
+    for name, value in raw:
         out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
     return out
+
+
+class _Endpoint:
+    """The route's endpoint: an object, not a function, so Starlette calls it as ASGI."""
+
+    def __init__(self, receiver: _Receiver) -> None:
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.receiver.webhook(scope["path_params"]["source"], scope, receive, send)
+
+
+class _App(Starlette):
+    """Starlette, except that the requests the webhook route would take go straight to its
+    endpoint, past Starlette's middleware and router.
+
+    Only what the route itself would take, told by its own pattern: HTTP, one of its methods,
+    no ``root_path`` to strip. Anything else goes through Starlette (its 405s, redirects and
+    404s, the other routes, and the webhook route too).
+    """
+
+    def __init__(self, receiver: _Receiver, webhooks: Route, routes: list[BaseRoute]) -> None:
+        super().__init__(routes=routes, lifespan=receiver.lifespan)
+        self.receiver = receiver
+        self.pattern = webhooks.path_regex
+        self.methods = webhooks.methods or set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in self.methods
+            and not scope.get("root_path")
+            and (match := self.pattern.match(scope["path"])) is not None
+        ):
+            await self.receiver.webhook(match["source"], scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)

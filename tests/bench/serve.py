@@ -23,13 +23,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from config import logs
+from config import keys, logs
+from config.events import dump_json
 from config.loader import load
 from config.settings import Settings
 from receiver import jobs
 from receiver.app import create_app
 from receiver.ingest import EventWriter
-from receiver.normalize import normalize, parse_body
+from receiver.normalize import fields, parse_body
 from receiver.signatures import compile_checks
 
 
@@ -61,7 +62,7 @@ def stage_app(stage: str, settings: Settings) -> Starlette:
         headers = {k.decode("latin-1"): [v.decode("latin-1")] for k, v in request.scope["headers"]}
         verifier.verify(headers, body, time.time())
         if stage != "verify":
-            event = normalize(
+            event = fields(
                 "etlworks",
                 parse_body("application/json", body),
                 etl_headers={},
@@ -69,7 +70,8 @@ def stage_app(stage: str, settings: Settings) -> Starlette:
                 received_at=datetime.now(UTC),
             )
             if stage == "write":
-                await writer[0].write(event, {"stage": "received"})
+                ref = keys.ref("etlworks", event["id"])
+                await writer[0].store(ref, dump_json(event), '{"stage": "received"}')
         return Response(b'{"id": "x"}', 202, media_type="application/json")
 
     routes = [Route("/webhooks/{source}", endpoint, methods=["POST"])]
