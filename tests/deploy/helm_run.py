@@ -52,7 +52,9 @@ RESOURCES = [
     ("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
     ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
     ("networking.k8s.io/v1", "ingresses", "Ingress", True),
+    ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", True),
     ("monitoring.coreos.com/v1", "servicemonitors", "ServiceMonitor", True),
+    ("monitoring.coreos.com/v1", "prometheusrules", "PrometheusRule", True),
     ("keda.sh/v1alpha1", "scaledobjects", "ScaledObject", True),
     ("keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication", True),
 ]
