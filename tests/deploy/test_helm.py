@@ -4,6 +4,7 @@
 Nothing is skipped: without ``.venv-helm`` these tests fail and say how to get it."""
 
 import base64
+import json
 import shutil
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -563,6 +564,36 @@ def test_the_worker_hpa_when_asked(helm: dict[str, Any]) -> None:
     [hpa] = of_kind(docs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment(docs, "worker")["metadata"]["name"]
     assert of_kind(docs, "ScaledObject") == []
+
+
+def test_the_notes_say_how_to_reach_and_test_it(helm: dict[str, Any]) -> None:
+    everything = helm["renders"]["everything"]["notes"]
+    assert "https://flowhooks-admin.example.com/ui/" in everything
+    assert "helm test flowhooks -n flowhooks --logs" in everything
+    assert "helm test" not in helm["renders"]["no-helm-test"]["notes"]
+    unscraped = helm["renders"]["monitoring-elsewhere"]["notes"]
+    assert "WARNING: the alerts and the dashboard" not in unscraped  # metricsSelectors set
+    _, result = run_helm(CHART, {"rules": {"prometheusRule": {"enabled": True}}})
+    assert "WARNING: the alerts and the dashboard" in result["renders"]["rules"]["notes"]
+
+
+def test_the_readme_documents_every_value() -> None:
+    """Every value of the chart's own (free-form maps aside) has its row in the README."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+
+    def paths(value: Any, node: dict[str, Any], path: str) -> Iterator[str]:
+        if path.endswith("resources") or not (
+            isinstance(value, dict) and node.get("additionalProperties") is False
+        ):
+            yield path
+            return
+        for key, sub in value.items():
+            yield from paths(sub, node["properties"][key], f"{path}.{key}".lstrip("."))
+
+    missing = [p for p in paths(values, schema, "") if f"| `{p}` |" not in readme]
+    assert not missing, missing
 
 
 def test_the_notes_say_what_is_missing(helm: dict[str, Any]) -> None:
