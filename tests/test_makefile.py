@@ -1,6 +1,7 @@
 """What ``make test`` needs on a fresh machine, said by ``make`` itself when a part is missing:
 Python 3.11+ with venv, Python 3.12+ for the chart tests, Debian's chromium for the browser
-test, promtool for the chart's alerts. Each case runs the real Makefile against a part made missing (nothing is installed)."""
+test, promtool for the chart's alerts. Each case runs the real Makefile against a part made
+missing (nothing is installed)."""
 
 import shutil
 import subprocess
