@@ -14,7 +14,7 @@ HELM_VENV   := .venv-helm
 HELM_STAMP  := $(HELM_VENV)/.installed-$(HELM_SDKPY)
 HELM_PYTHON ?=
 
-.PHONY: install dev demo test lint bench bench-routing bench-storm clean chromium
+.PHONY: install dev demo test lint bench bench-routing bench-storm clean chromium promtool
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -80,8 +80,25 @@ chromium:
 	  fi; \
 	fi
 
+## The chart's alert rules and dashboard are checked and tested by Prometheus' promtool, from
+## Debian's prometheus package (its service is not started); installed as chromium is.
+PROMTOOL ?= $(shell command -v promtool)
+promtool:
+	@if [ -z "$(PROMTOOL)" ]; then \
+	  if [ -n "$(CAN_INSTALL)" ]; then \
+	    echo "installing Debian's prometheus package for promtool (the chart's alert tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus; \
+	  else \
+	    echo "The chart's alert tests need promtool, which is missing: install Debian's" \
+	         "prometheus package (sudo apt-get install --no-install-recommends prometheus)," \
+	         "or run make test as root on Debian or Ubuntu, which installs it" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 ## Install and run the whole test suite; it starts its own Redis.
-test: $(STAMP) $(HELM_STAMP) chromium
+test: $(STAMP) $(HELM_STAMP) chromium promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,6 +1,7 @@
 """What ``make test`` needs on a fresh machine, said by ``make`` itself when a part is missing:
 Python 3.11+ with venv, Python 3.12+ for the chart tests, Debian's chromium for the browser
-test. Each case runs the real Makefile against a part made missing (nothing is installed)."""
+test, promtool for the chart's alerts. Each case runs the real Makefile against a part made
+missing (nothing is installed)."""
 
 import shutil
 import subprocess
@@ -69,4 +70,14 @@ def test_no_chromium_where_it_cannot_be_installed_is_named() -> None:
         "The browser test needs Debian's chromium at /nonexistent/chromium, which is missing:"
         " install it (sudo apt-get install chromium), or run make test as root on Debian or"
         " Ubuntu, which installs it\n"
+    )
+
+
+def test_no_promtool_where_it_cannot_be_installed_is_named() -> None:
+    code, said = make("promtool", "PROMTOOL=", "CAN_INSTALL=")
+    assert code == 2
+    assert said.startswith(
+        "The chart's alert tests need promtool, which is missing: install Debian's prometheus"
+        " package (sudo apt-get install --no-install-recommends prometheus), or run make test"
+        " as root on Debian or Ubuntu, which installs it\n"
     )

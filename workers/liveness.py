@@ -12,7 +12,10 @@ worker's main thread is doing (a job may hold it for minutes):
 - the worker's own RQ key lives as long as RQ would have it live between two of its beats.
 
 A Redis error never ends the thread: it is logged at debug level (the main loop is the one that
-notices an outage and says so) and the next beat tries again.
+notices an outage and says so) and the next beat tries again. :meth:`Liveness.beating` says
+whether the thread still goes round (``/healthz`` on the worker's metrics port answers with it):
+a beat tried and refused by a Redis that is gone counts, since restarting the worker would not
+bring Redis back; a thread that died or hangs does not.
 """
 
 import logging
@@ -72,9 +75,19 @@ class Liveness:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="liveness", daemon=True)
+        self.last_beat: float | None = None
+        """``time.monotonic()`` when the thread last beat (or tried to, Redis failing); from
+        :meth:`start` on, never ``None``."""
 
     def start(self) -> None:
+        self.last_beat = time.monotonic()
         self._thread.start()
+
+    def beating(self, now: float) -> bool:
+        """Whether the thread runs and beat less than :data:`TTL` seconds before ``now`` (a
+        ``time.monotonic()``): the age at which the others take the worker for dead."""
+        beat = self.last_beat
+        return self._thread.is_alive() and beat is not None and now - beat < TTL
 
     def stop(self) -> None:
         """Stop beating and forget the liveness key (best effort: it expires anyway)."""
@@ -105,6 +118,8 @@ class Liveness:
             except RedisError as exc:
                 log.debug("liveness beat failed", extra={"reason": type(exc).__name__})
                 continue
+            finally:
+                self.last_beat = time.monotonic()
             if given:
                 log.warning(
                     "route jobs taken by a stopped job went back to the queue",

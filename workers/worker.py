@@ -14,20 +14,26 @@ deliveries it had finished are not redone. The route jobs a dead route job had t
 to the queue within seconds (:func:`workers.adoption.reclaim`).
 
 Redis going away does not end a worker: :func:`run` waits for it (:mod:`workers.outage`) and
-works again under the same name.
+works again under the same name. With ``--metrics-port`` the worker serves its metrics and
+``/healthz`` (:func:`serve_metrics`), which fails once the liveness thread stops beating.
 """
 
+import json
 import logging
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any
 from uuid import uuid4
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from redis import Redis, RedisError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -251,14 +257,14 @@ def run(
     context.install(worker_context)
     signal.signal(signal.SIGHUP, lambda signum, frame: _reload(worker_context, frame))
     connection = connect(settings)
-    if metrics_port is not None:
-        registry.register(DeadLetters(connection))
-        start_http_server(metrics_port, registry=registry)
     name = name or uuid4().hex
     side = connect(settings, **SIDE_CLIENT)
     # as long as RQ's own heartbeat keeps the worker's key: its worker_ttl plus a minute
     beating = Liveness(side, name, worker_ttl=_worker_ttl(settings) + 60, queue=keys.QUEUE)
     beating.start()
+    if metrics_port is not None:
+        registry.register(DeadLetters(connection))
+        serve_metrics(metrics_port, registry, beating)
     outage = Outage(side, settings.redis_location, metrics)
     try:
         returning = False
@@ -273,6 +279,45 @@ def run(
             returning = True
     finally:
         beating.stop()
+
+
+def serve_metrics(port: int, registry: CollectorRegistry, beating: Liveness) -> WSGIServer:
+    """Serve, from a thread, the metrics of ``registry`` on ``port`` (any path, as
+    prometheus_client does) and ``/healthz``: 200 while ``beating`` beats, else 503, which is
+    what Kubernetes' liveness probe of a worker asks (it never reads Redis: an outage does not
+    restart the workers). The server is returned, for a caller that wants to stop it."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/healthz":
+            page: Iterable[bytes] = metrics(environ, start_response)
+            return page
+        now = time.monotonic()
+        alive = beating.beating(now)
+        last = beating.last_beat
+        body = json.dumps(
+            {
+                "status": "ok" if alive else "not beating",
+                "last_beat_seconds_ago": None if last is None else round(now - last, 1),
+            }
+        ).encode()
+        status = "200 OK" if alive else "503 Service Unavailable"
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response(status, headers)
+        return [body]
+
+    server = make_server("0.0.0.0", port, app, _MetricsServer, _QuietHandler)  # noqa: S104
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes are not logged: one every few seconds says nothing."""
 
 
 def _work(

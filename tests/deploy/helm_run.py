@@ -15,9 +15,10 @@ that renders: its install has no dry run, so it installs into a stand-in for the
 API on loopback that answers discovery, has none of the objects and accepts every one it is
 sent. Helm keeps the release in memory (``HELM_DRIVER=memory``) and reads and writes nothing
 under the home directory (``HELM_*_HOME`` point at a temporary folder). Values are checked
-against ``values.schema.json`` as Helm does on install. (Helm validates a hook against the
-API's OpenAPI documents, which the stand-in does not serve: a chart with hooks would fail here.
-This one has none.)
+against ``values.schema.json`` as Helm does on install. (Helm validates a hook it runs against
+the API's OpenAPI documents, which the stand-in does not serve: an install hook would fail
+here. The chart's one hook is ``helm test``'s, which an install renders and does not run: it is
+handed back with the release's hooks.)
 """
 
 import asyncio
@@ -52,7 +53,9 @@ RESOURCES = [
     ("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
     ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
     ("networking.k8s.io/v1", "ingresses", "Ingress", True),
+    ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", True),
     ("monitoring.coreos.com/v1", "servicemonitors", "ServiceMonitor", True),
+    ("monitoring.coreos.com/v1", "prometheusrules", "PrometheusRule", True),
     ("keda.sh/v1alpha1", "scaledobjects", "ScaledObject", True),
     ("keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication", True),
 ]

@@ -6,22 +6,20 @@ Nothing is skipped: without ``.venv-helm`` these tests fail and say how to get i
 import base64
 import json
 import shutil
-import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
 from config.loader import parse
 from config.settings import Settings
+from tests.deploy.charts import CHART, ROOT, documents, hooks, of_kind, run_helm
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "flowhooks"
-RUNNER = Path(__file__).with_name("helm_run.py")
-HELM_PYTHON = ROOT / ".venv-helm" / "bin" / "python"
 CONFIG_PATH = "/etc/flowhooks/flowhooks.yaml"
 
 SECRET_ENV = {
@@ -31,6 +29,10 @@ SECRET_ENV = {
 REDIS_URL = "redis://:r3dis-pa55-Zq8@redis.example.internal:6379/0"
 ADMIN_TOKEN = "admin-t0ken-Yx7Lk2"
 SECRETS = {"redisUrl": REDIS_URL, "adminToken": ADMIN_TOKEN, "env": SECRET_ENV}
+INGRESS_CONTROLLERS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+}
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 EVERYTHING: dict[str, Any] = {
     "secrets": SECRETS,
     "secretFiles": {"secretName": "flowhooks-files", "keys": ["pagerduty-key"]},
@@ -54,7 +56,29 @@ EVERYTHING: dict[str, Any] = {
         }
     },
     "serviceMonitor": {"enabled": True},
+    "adminIngress": {
+        "enabled": True,
+        "className": "nginx",
+        "host": "flowhooks-admin.example.com",
+        "annotations": {"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"},
+        "tls": [{"secretName": "admin-tls", "hosts": ["flowhooks-admin.example.com"]}],
+    },
+    "networkPolicy": {
+        "enabled": True,
+        "receiverFrom": [INGRESS_CONTROLLERS],
+        "metricsFrom": [MONITORING],
+        "redis": {"ports": [6379], "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]},
+        "destinations": {"ports": [443, 587]},
+    },
+    "dashboard": {"enabled": True, "annotations": {"grafana_folder": "flowhooks"}},
+    "prometheusRule": {
+        "enabled": True,
+        "labels": {"release": "kube-prometheus-stack"},
+        "alertLabels": {"team": "data"},
+        "alerts": {"webhooksMissing": {"enabled": True}},
+    },
 }
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 SENTINELS = "sentinel-0.redis:26379,sentinel-1.redis:26379,sentinel-2.redis:26379"
 SENTINEL_URL = f"redis+sentinel://:r3dis-pa55-Zq8@{SENTINELS}/mymaster/0"
 SENTINEL: dict[str, Any] = {
@@ -72,6 +96,7 @@ SENTINEL: dict[str, Any] = {
         }
     },
 }
+WEBHOOKS = [{"path": "/webhooks/", "pathType": "Prefix"}]
 OTHER_CONFIG = """
 sources:
   etlworks:
@@ -95,6 +120,18 @@ RENDERS: dict[str, dict[str, Any]] = {
     "long-jobs": {"jobTimeoutSeconds": 1800},
     "worker-hpa": {"worker": {"autoscaling": {"enabled": True}}},
     "sentinel": SENTINEL,
+    "digest": {
+        "image": {"repository": "registry.example/flowhooks", "tag": "9.9.9", "digest": DIGEST}
+    },
+    "monitoring-elsewhere": {
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True, "namespace": "grafana"},
+        "metricsSelectors": {
+            "receiver": 'job="kubernetes-pods", app="flowhooks-receiver"',
+            "worker": 'job="kubernetes-pods", app="flowhooks-worker"',
+        },
+    },
+    "no-helm-test": {"helmTest": {"enabled": False}},
     # Refused:
     "typo": {"recevier": {"replicas": 3}},
     "nested-typo": {"worker": {"replica": 3}},
@@ -118,8 +155,35 @@ RENDERS: dict[str, dict[str, Any]] = {
     },
     "not-a-redis-url": {"secrets": {"redisUrl": "sentinel://s:26379/mymaster"}},
     "negative-replicas": {"redis": {"minReplicas": -1}},
+    "admin-without-token": {"adminIngress": {"enabled": True, "host": "admin.example.com"}},
+    "admin-without-host": {"adminIngress": {"enabled": True}, "secrets": {"adminToken": "t"}},
+    "admin-on-the-webhook-host": {
+        "secrets": {"adminToken": "t"},
+        "ingress": {"enabled": True, "hosts": [{"host": "hooks.example.com", "paths": WEBHOOKS}]},
+        "adminIngress": {"enabled": True, "host": "hooks.example.com"},
+    },
+    "webhooks-routing-the-admin": {
+        "secrets": {"adminToken": "t"},
+        "ingress": {
+            "enabled": True,
+            "hosts": [
+                {"host": "hooks.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+            ],
+        },
+        "adminIngress": {"enabled": True, "host": "admin.example.com"},
+    },
+    "tag-as-digest": {"image": {"digest": "9.9.9"}},
+    "unknown-alert": {"prometheusRule": {"alerts": {"deadLetters": {"enabled": False}}}},
+    "open-egress-by-mistake": {"networkPolicy": {"redis": {"ports": []}}},
 }
 REFUSED = {
+    "admin-without-token",
+    "admin-without-host",
+    "admin-on-the-webhook-host",
+    "webhooks-routing-the-admin",
+    "tag-as-digest",
+    "unknown-alert",
+    "open-egress-by-mistake",
     "typo",
     "nested-typo",
     "two-autoscalers",
@@ -132,46 +196,10 @@ REFUSED = {
 RENDERED = [name for name in RENDERS if name not in REFUSED]
 
 
-def run_helm(chart: Path, renders: Mapping[str, object]) -> tuple[int, dict[str, Any]]:
-    """Lint ``chart`` and render it with each value set, in ``.venv-helm``: the exit status
-    and the result of :mod:`tests.deploy.helm_run`."""
-    if not HELM_PYTHON.exists():
-        pytest.fail(
-            f"{HELM_PYTHON} is missing: `make test` makes it (Python 3.12+ with helm-sdkpy); "
-            "set HELM_PYTHON=/path/to/python3.12 if make cannot find one",
-            pytrace=False,
-        )
-    request = json.dumps({"chart": str(chart), "renders": renders})
-    done = subprocess.run(
-        [str(HELM_PYTHON), str(RUNNER)],
-        input=request,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    try:
-        result = json.loads(done.stdout)
-    except ValueError:
-        pytest.fail(f"helm_run.py said nothing readable:\n{done.stdout}\n{done.stderr}")
-    return done.returncode, result
-
-
 @pytest.fixture(scope="module")
 def helm() -> dict[str, Any]:
     _, result = run_helm(CHART, RENDERS)
     return result
-
-
-def documents(helm: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """The objects of one render (it must have succeeded)."""
-    render = helm["renders"][name]
-    assert render["ok"], f"{name}: {render['error']}"
-    return [doc for doc in yaml.safe_load_all(render["manifest"]) if doc]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
 
 
 def deployment(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
@@ -206,7 +234,8 @@ def env_of(container: Mapping[str, Any]) -> dict[str, str]:
 
 
 def config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    [found] = of_kind(docs, "ConfigMap")
+    """The config's ConfigMap (a dashboard's is another)."""
+    [found] = [c for c in of_kind(docs, "ConfigMap") if "flowhooks.yaml" in c["data"]]
     return found
 
 
@@ -238,6 +267,13 @@ def test_the_schema_and_the_templates_refuse_mistakes(helm: dict[str, Any], name
         "keda-two-redis": "not both",
         "not-a-redis-url": "redisUrl",
         "negative-replicas": "minReplicas",
+        "admin-without-token": "set secrets.adminToken",
+        "admin-without-host": "adminIngress.host is required",
+        "admin-on-the-webhook-host": "needs a host of its own",
+        "webhooks-routing-the-admin": "would route /api or /ui",
+        "tag-as-digest": "digest",
+        "unknown-alert": "deadLetters",
+        "open-egress-by-mistake": "ports",
     }[name]
     assert expected in render["error"]
 
@@ -346,8 +382,9 @@ def test_probes(helm: dict[str, Any], name: str) -> None:
     worker = main_container(docs, "worker")
     [metrics] = worker["ports"]
     assert worker["args"] == ["worker", "--metrics-port", str(metrics["containerPort"])]
-    assert worker["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
-    assert worker["readinessProbe"]["tcpSocket"] == {"port": "metrics"}
+    # /healthz fails once the liveness thread stops beating (tests/workers/test_health.py)
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 def test_the_image_tag_is_the_app_version_unless_set(helm: dict[str, Any]) -> None:
@@ -360,6 +397,13 @@ def test_the_image_tag_is_the_app_version_unless_set(helm: dict[str, Any]) -> No
             assert container["image"] == f"flowhooks:{project['version']}"
         for container in containers(pod(documents(helm, "other-image"), component)):
             assert container["image"] == "registry.example/flowhooks:9.9.9"
+
+
+def test_a_digest_wins_over_the_tag(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "digest")
+    images = {c["image"] for comp in ("receiver", "worker") for c in containers(pod(docs, comp))}
+    images |= {c["image"] for c in hooks(helm, "digest")[0]["spec"]["containers"]}
+    assert images == {f"registry.example/flowhooks@{DIGEST}"}
 
 
 # The config and the secrets ----------------------------------------------------------------
@@ -459,15 +503,23 @@ def test_secret_files_are_mounted_beside_the_config(helm: dict[str, Any]) -> Non
 
 def test_the_defaults_leave_the_optional_parts_out(helm: dict[str, Any]) -> None:
     kinds = [doc["kind"] for doc in documents(helm, "defaults")]
-    for kind in ("Ingress", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor"):
+    optional = ["Ingress", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor"]
+    optional += ["NetworkPolicy", "PrometheusRule"]
+    for kind in optional:
         assert kind not in kinds
-    assert kinds.count("PodDisruptionBudget") == 1
+    assert kinds.count("ConfigMap") == 1  # the config; no dashboard
+    budgets = {
+        d["metadata"]["name"] for d in of_kind(documents(helm, "defaults"), "PodDisruptionBudget")
+    }
+    assert budgets == {"flowhooks-receiver", "flowhooks-worker"}
     assert deployment(documents(helm, "defaults"), "receiver")["spec"]["replicas"] == 2
 
 
 def test_everything_on(helm: dict[str, Any]) -> None:
     docs = documents(helm, "everything")
-    [ingress] = of_kind(docs, "Ingress")
+    [ingress] = [
+        i for i in of_kind(docs, "Ingress") if i["metadata"]["name"] == "flowhooks-receiver"
+    ]
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == "hooks.example.com"
     [path] = rule["http"]["paths"]
@@ -514,6 +566,36 @@ def test_the_worker_hpa_when_asked(helm: dict[str, Any]) -> None:
     assert of_kind(docs, "ScaledObject") == []
 
 
+def test_the_notes_say_how_to_reach_and_test_it(helm: dict[str, Any]) -> None:
+    everything = helm["renders"]["everything"]["notes"]
+    assert "https://flowhooks-admin.example.com/ui/" in everything
+    assert "helm test flowhooks -n flowhooks --logs" in everything
+    assert "helm test" not in helm["renders"]["no-helm-test"]["notes"]
+    unscraped = helm["renders"]["monitoring-elsewhere"]["notes"]
+    assert "WARNING: the alerts and the dashboard" not in unscraped  # metricsSelectors set
+    _, result = run_helm(CHART, {"rules": {"prometheusRule": {"enabled": True}}})
+    assert "WARNING: the alerts and the dashboard" in result["renders"]["rules"]["notes"]
+
+
+def test_the_readme_documents_every_value() -> None:
+    """Every value of the chart's own (free-form maps aside) has its row in the README."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+
+    def paths(value: Any, node: dict[str, Any], path: str) -> Iterator[str]:
+        if path.endswith("resources") or not (
+            isinstance(value, dict) and node.get("additionalProperties") is False
+        ):
+            yield path
+            return
+        for key, sub in value.items():
+            yield from paths(sub, node["properties"][key], f"{path}.{key}".lstrip("."))
+
+    missing = [p for p in paths(values, schema, "") if f"| `{p}` |" not in readme]
+    assert not missing, missing
+
+
 def test_the_notes_say_what_is_missing(helm: dict[str, Any]) -> None:
     defaults = helm["renders"]["defaults"]["notes"]
     assert "WARNING: no Redis is set" in defaults
@@ -525,10 +607,13 @@ def test_the_notes_say_what_is_missing(helm: dict[str, Any]) -> None:
     assert "the Secret flowhooks-prod" in helm["renders"]["existing-secret"]["notes"]
 
 
-def test_no_hooks(helm: dict[str, Any]) -> None:
-    """The config check is an init container, not a hook (see the chart README)."""
+def test_the_only_hook_is_helm_test(helm: dict[str, Any]) -> None:
+    """The config check is an init container, not a hook (see the chart README); `helm test`
+    is the one hook, and only when asked."""
     for name in RENDERED:
-        assert helm["renders"][name]["hooks"] == []
+        paths = [h["path"] for h in helm["renders"][name]["hooks"]]
+        expected = [] if name == "no-helm-test" else ["flowhooks/templates/tests/test-event.yaml"]
+        assert paths == expected, name
 
 
 # A Sentinel-managed Redis ----------------------------------------------------------------
@@ -570,3 +655,134 @@ def test_keda_asks_the_sentinels_for_the_primary(helm: dict[str, Any]) -> None:
         {"parameter": "password", "name": "redis-auth", "key": "password"},
         {"parameter": "sentinelPassword", "name": "redis-auth", "key": "password"},
     ]
+
+
+# The admin Ingress and the NetworkPolicies --------------------------------------------------
+
+
+def test_the_admin_pages_have_an_ingress_of_their_own(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "everything")
+    ingresses = {i["metadata"]["name"]: i for i in of_kind(docs, "Ingress")}
+    admin = ingresses["flowhooks-admin"]
+    assert admin["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"
+    }
+    [rule] = admin["spec"]["rules"]
+    assert rule["host"] == "flowhooks-admin.example.com"
+    routed = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    assert routed == {("/api", "Prefix"), ("/ui", "Prefix")}
+    for path in rule["http"]["paths"]:
+        assert path["backend"]["service"] == {
+            "name": "flowhooks-receiver",
+            "port": {"name": "http"},
+        }
+    assert admin["spec"]["tls"] == [
+        {"secretName": "admin-tls", "hosts": ["flowhooks-admin.example.com"]}
+    ]
+    # the webhook Ingress keeps its own annotations (none) and routes /webhooks/ only
+    webhooks = ingresses["flowhooks-receiver"]
+    assert "annotations" not in webhooks["metadata"]
+    paths = [p["path"] for r in webhooks["spec"]["rules"] for p in r["http"]["paths"]]
+    assert paths == ["/webhooks/"]
+
+
+def policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found = of_kind(docs, "NetworkPolicy")
+    return {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"] for p in found}
+
+
+def test_network_policies(helm: dict[str, Any]) -> None:
+    docs = documents(helm, "everything")
+    by_component = policies(docs)
+    assert set(by_component) == {"receiver", "worker"}
+    for component, spec in by_component.items():
+        template = pod(docs, component)
+        assert spec["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+    test_pod = hooks(helm, "everything")[0]
+    [receiver_in] = by_component["receiver"]["ingress"]
+    assert receiver_in["ports"] == [{"port": "http", "protocol": "TCP"}]
+    ingress_controllers, helm_test = receiver_in["from"]
+    assert ingress_controllers == INGRESS_CONTROLLERS
+    assert helm_test["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    [worker_in] = by_component["worker"]["ingress"]
+    assert worker_in == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [MONITORING]}
+
+    def egress(component: str) -> list[tuple[list[int], list[Any]]]:
+        rules = by_component[component]["egress"]
+        return [([p["port"] for p in r["ports"]], r.get("to", [])) for r in rules]
+
+    dns: tuple[list[int], list[Any]] = ([53, 53], [])
+    redis: tuple[list[int], list[Any]] = ([6379], [{"ipBlock": {"cidr": "10.20.0.0/16"}}])
+    assert egress("receiver") == [dns, redis]  # the receiver talks to Redis only
+    assert egress("worker") == [dns, redis, ([443, 587], [])]
+
+
+def test_network_policies_leave_egress_open_to_443_only_by_default() -> None:
+    values = {"networkPolicy": {"enabled": True}}
+    _, result = run_helm(CHART, {"policies": values})
+    by_component = policies(documents(result, "policies"))
+    assert "from" not in by_component["receiver"]["ingress"][0]  # webhooks from anywhere
+    ports = [[p["port"] for p in r["ports"]] for r in by_component["worker"]["egress"]]
+    assert ports == [[53, 53], [6379, 26379], [443]]
+    assert all("to" not in r for r in by_component["worker"]["egress"])
+
+
+# helm test ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["defaults", "everything", "existing-secret", "other-config"])
+def test_helm_test_runs_as_the_processes_do(helm: dict[str, Any], name: str) -> None:
+    [test_pod] = hooks(helm, name)
+    assert test_pod["kind"] == "Pod"
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = test_pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    [container] = spec["containers"]
+    receiver = main_container(documents(helm, name), "receiver")
+    assert container["image"] == receiver["image"]
+    assert container["envFrom"] == receiver["envFrom"]
+    assert container["volumeMounts"] == receiver["volumeMounts"]
+    for key, value in STRICT_CONTAINER.items():
+        assert container["securityContext"][key] == value
+    env = env_of(container)
+    assert env["FLOWHOOKS_CONFIG"] == CONFIG_PATH
+    assert env["RECEIVER"] == "http://flowhooks-receiver.flowhooks.svc:80"
+    assert env["SOURCE"] == "etlworks"  # the config's only source
+    assert env["EVENT"] == "FLOW_SUCCESS"
+    assert env["FLOW_ID"] == "999999999"
+    assert spec["activeDeadlineSeconds"] > int(env["TIMEOUT"])
+
+
+# The Kubernetes schemas ---------------------------------------------------------------------
+
+# Custom resources, whose schemas come with their operators: what they hold is checked above
+# (ServiceMonitor, ScaledObject, TriggerAuthentication) and in test_monitoring.py
+# (PrometheusRule, by Prometheus' promtool).
+CUSTOM = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"}
+KUBERNETES = ["1.25", kubernetes_validate.utils.latest_version()]
+"""The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the newest whose
+schemas kubernetes-validate has."""
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_every_object_passes_the_kubernetes_schemas(helm: dict[str, Any], name: str) -> None:
+    """Strict: a field the schema does not know is an error, as `kubectl apply` would say."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={KUBERNETES[0]}.0-0"
+    checked = 0
+    for doc in [*documents(helm, name), *hooks(helm, name)]:
+        if doc["kind"] in CUSTOM:
+            continue
+        for version in KUBERNETES:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = ".".join(str(p) for p in exc.path)
+                pytest.fail(
+                    f"{doc['kind']} {doc['metadata']['name']} ({version}): {where}: {exc.message}"
+                )
+        checked += 1
+    assert checked >= 6

@@ -48,8 +48,27 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* The image: by digest when image.digest is set (what was tested is what runs, whatever the
+     tag now points at), else by tag (the chart's appVersion unless image.tag is set). */}}
 {{- define "flowhooks.image" -}}
+{{- with .Values.image.digest }}
+{{- printf "%s@%s" $.Values.image.repository . }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The label matchers of each process's series in Prometheus, for the alert rules and the
+     dashboard: metricsSelectors.receiver / .worker, else the job the ServiceMonitors give
+     (the Service's name) in the release's namespace. Call with (dict "root" $ "component" "worker"). */}}
+{{- define "flowhooks.metricsSelector" -}}
+{{- $given := get .root.Values.metricsSelectors .component }}
+{{- if $given }}
+{{- $given }}
+{{- else }}
+{{- $service := ternary "worker-metrics" "receiver" (eq .component "worker") }}
+{{- printf "job=\"%s-%s\", namespace=\"%s\"" (include "flowhooks.fullname" .root) $service .root.Release.Namespace }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret the processes read their secret environment from. */}}
