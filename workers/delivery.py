@@ -524,6 +524,11 @@ class Deliverer:
             rendered = self.render(spec, action)
         except (RenderError, LookupError) as exc:
             return self.dead_letter(spec, f"cannot render: {exc}")
+        if self._overtaken(spec, action):
+            reason = "the flow recovered since"
+            self._done(spec, "delivery", outcome="skipped", reason=reason)
+            log.info("not sent: %s", reason, extra=context)
+            return Outcome(spec, "skipped", reason)
         started = time.monotonic()
         try:
             status = await sinks.send(
@@ -598,6 +603,19 @@ class Deliverer:
             finally:
                 self.own_job = own
         return Outcome(spec, "delivered")
+
+    def _overtaken(self, spec: Spec, action: Action) -> bool:
+        """Whether this is a failure's page that comes after the flow's recovery (a retry, or
+        a send again after a crash): PagerDuty would open an incident that no later success
+        resolves."""
+        if spec.kind != "notify" or action.sink != "pagerduty":
+            return False
+        event = self._event(spec.ref)
+        if event is None or event.get("kind") not in FAILURE_KINDS or not event.get("flow_id"):
+            return False
+        at = received_at(event)
+        recovered = self.conn.get(keys.recovered(str(event["source"]), str(event["flow_id"])))
+        return at is not None and recovered is not None and float(recovered) >= at
 
     def _done(self, spec: Spec, stage: str, **fields: Any) -> None:
         """Record a delivery as done, never to be made again, with its timeline entry."""
