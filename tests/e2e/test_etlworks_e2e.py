@@ -288,6 +288,50 @@ def test_a_run_claimed_by_a_dead_worker_is_found_again_not_started_twice(
         assert sim.count("POST /v1/flows/302/run") == 1
 
 
+@pytest.mark.parametrize("claimer", ["gone", "alive"])
+def test_a_run_claimed_by_a_worker_now_gone_starts_within_seconds(
+    redis: Redis,
+    redis_url: str,
+    sinks: Sinks,
+    etlworks_sim: Simulator,
+    tmp_path: Path,
+    *,
+    claimer: str,
+) -> None:
+    """A claim 20 s old, no run among the executions: when the worker that claimed it is gone
+    (no liveness key), the run starts now, not a job timeout later; while it lives, the
+    delivery waits for it."""
+    sim = etlworks_sim
+    sim.add_flow(301, "extract", duration=1.0, outcomes=["error"])
+    sim.add_flow(302, "load", duration=1.0)
+    with running(
+        redis, redis_url, sinks, sim, tmp_path, actions=RUN_ACTIONS, routes=RUN_ROUTES
+    ) as system:
+        failure = outcome_ref(system, sim, start_run(sim, 301, RUN_DATE))
+        trigger = delivery_id(failure, FIRST_ROUTE, "run-b", "notify")
+        worker = f"claimer-{claimer}"
+        claim = {"claimed_at": repr(time.time() - 20), "worker": worker}
+        redis.hset(keys.trigger(trigger), mapping=claim)
+        redis.expire(keys.trigger(trigger), 3600)
+        if claimer == "alive":
+            redis.set(keys.worker(worker), "", ex=600)
+
+        system.start_worker()
+        system.wait(
+            lambda: bool(stage_entries(system.timeline(failure), "action")), "the run action"
+        )
+        [acted, *_] = stage_entries(system.timeline(failure), "action")
+        if claimer == "alive":
+            assert acted["outcome"] == "waiting"
+            assert sim.runs(302) == []
+            return
+        settled(system, sim)
+        [b] = sim.runs(302)
+        assert b.params == {**RUN_DATE, TRIGGER_PARAM: trigger}
+        assert (acted["outcome"], acted["audit_id"]) == ("done", str(b.audit_id))
+        assert trigger_state(redis, trigger)["worker"] == "e2e-worker-1"  # the claim, anew
+
+
 # 4. What the API answers ------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from rq import Queue
+from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
 from config import eventlog, keys
@@ -53,6 +53,18 @@ MAX_POLL = 60.0
 ACTIVE = frozenset({"queued", "running"})
 _JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 """What an RQ job id may not hold; an audit id is Etlworks' to spell."""
+
+
+DEAD_CLAIMER_SETTLE = 15.0
+"""Seconds after its claim that a run claimed by a worker now gone, and not among the flow's
+executions, is started again: a run call sent just before the worker died has that long to
+show there."""
+
+
+def _worker_name() -> str:
+    """The name of the worker running this job ('' outside one)."""
+    job = get_current_job()
+    return str(job.worker_name or "") if job is not None else ""
 
 
 class Deferred(Exception):
@@ -343,8 +355,12 @@ class Run:
         be starting it."""
         conn = self.actor.conn
         now = time.time()
-        if conn.hsetnx(key, "claimed_at", repr(now)):
-            conn.expire(key, int(self.actor.retention))
+        claim = {"claimed_at": repr(now), "worker": _worker_name()}
+        if conn.hsetnx(key, "claimed_at", claim["claimed_at"]):
+            with conn.pipeline() as pipe:
+                pipe.hset(key, "worker", claim["worker"])
+                pipe.expire(key, int(self.actor.retention))
+                pipe.execute()
             return None
         state = {keys.text(k): keys.text(v) for k, v in conn.hgetall(key).items()}
         if state.get("audit_id"):
@@ -354,11 +370,20 @@ class Run:
                 conn.hset(key, "audit_id", run.audit_id)
                 return run.audit_id
         age = now - float(state.get("claimed_at") or 0)
-        settled = self.actor.job_timeout + 5
+        settled = self._settled(state)
         if age < settled:
             raise Deferred(settled - age, "a run of this trigger may still be starting")
-        conn.hset(key, "claimed_at", repr(now))
+        conn.hset(key, mapping=claim)
         return None
+
+    def _settled(self, state: Mapping[str, str]) -> float:
+        """How old a claim without a run must be before the run is started again: the time a
+        run call has to show in the executions once its claimer is known to be gone (its
+        liveness key expired), else the longest a job may live."""
+        claimer = state.get("worker")
+        if claimer and not self.actor.conn.exists(keys.worker(claimer)):
+            return DEAD_CLAIMER_SETTLE
+        return self.actor.job_timeout + 5
 
     async def retry(self, acting: RetryAction, waited: bool) -> Acted:
         """Run the failed flow again within the chain's attempts and the flow's budget;
