@@ -5,7 +5,7 @@ claimed in Redis before the run call, sent along as the run parameter ``flowhook
 and the run's audit id is recorded after. A delivery that finds its trigger claimed without an
 audit id (its worker died between the two, or the call timed out) first looks for the trigger
 among the flow's recent executions; only when the run is not there, and the claim is older
-than a job may live, does it call run again. A call Etlworks answered with an error started
+than a job may live (or 15 s old, its claimer gone), does it call run again. A call Etlworks answered with an error started
 nothing, so its claim is let go at once.
 
 Errors are the sinks' (:class:`~workers.sinks.DeliveryError`), retried on the action's schedule
@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from redis.typing import EncodableT, FieldT
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
@@ -355,7 +356,7 @@ class Run:
         be starting it."""
         conn = self.actor.conn
         now = time.time()
-        claim = {"claimed_at": repr(now), "worker": _worker_name()}
+        claim: dict[FieldT, EncodableT] = {"claimed_at": repr(now), "worker": _worker_name()}
         if conn.hsetnx(key, "claimed_at", claim["claimed_at"]):
             with conn.pipeline() as pipe:
                 pipe.hset(key, "worker", claim["worker"])
