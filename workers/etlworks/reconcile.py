@@ -15,7 +15,8 @@ after it routes ``webhook.resumed``.
 
 What a source subscribes to is read from its registration in Etlworks, the webhook named
 ``flowhooks-<source>`` (:func:`webhook_name`), at each pass; the last one seen is kept, so a
-deleted registration keeps its runs reconciled. A source with none ever seen: every flow.
+deleted registration keeps its runs reconciled. A source with none ever seen is not reconciled
+(which flows its webhook leaves out is unknown), and a warning says so at each pass.
 
 Errors: :class:`~workers.sinks.DeliveryError` from the API (the pass is left undone, the
 watermark where it was: the next pass reads the same runs again), ``RedisError``.
@@ -217,9 +218,19 @@ class Reconciler:
         state = _hash(self.conn, key)
         if hook is not None:
             subscription = Subscription.of(hook)
+        elif state.get("subscription"):
+            subscription = Subscription.of(json.loads(state["subscription"]))
         else:
-            kept = json.loads(state["subscription"]) if state.get("subscription") else None
-            subscription = Subscription.of(kept) if kept else Subscription()
+            # Which flows it sends is unknown: routing every flow could page for flows its
+            # webhook leaves out on purpose.
+            log.warning(
+                "not reconciled: no webhook %s in Etlworks was ever seen"
+                " (flowhooks etlworks subscribe registers it)",
+                webhook_name(source),
+                extra={"source": source, "instance": self.instance},
+            )
+            self.conn.hset(key, "registration", registration_state(None))
+            return SourcePass(source)
         known = float(state.get("last_webhook") or 0)
         arrived = last_webhook(self.conn, source, int(known))
         missed = int(state.get("missed") or 0)

@@ -153,15 +153,27 @@ def test_a_deleted_registration_keeps_the_last_subscription_seen(
     run_flows(sim, 202)
     reconcile_once(redis, config(sim), sim)
     sim.webhooks.clear()
-    [run] = run_flows(sim, 101)
+    run, _ = run_flows(sim, 101, 202)  # 202: still left out
     [done] = reconcile_once(redis, config(sim), sim)
     assert done.routed == [keys.ref(SOURCE, f"reconcile-101-{run.audit_id}")]
     assert redis.hget(keys.webhooks(SOURCE), "registration") == b"absent"
 
 
+def test_a_source_whose_registration_was_never_seen_is_not_reconciled(
+    redis: Redis, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.webhooks.clear()
+    run_flows(sim, 101)
+    [done] = reconcile_once(redis, config(sim), sim)
+    assert (done.routed, done.missing, route_jobs(redis)) == ([], None, [])
+    assert redis.hget(keys.webhooks(SOURCE), "registration") == b"absent"
+    assert "not reconciled: no webhook flowhooks-etl in Etlworks was ever seen" in caplog.text
+
+
 def test_webhooks_missing_is_raised_once_and_resumed_when_one_arrives(
     redis: Redis, sim: Simulator
 ) -> None:
+    reconcile_once(redis, config(sim), sim)  # the registration, seen
     sim.webhooks.clear()
     run_flows(sim, 101)
     [done] = reconcile_once(redis, config(sim), sim)
