@@ -138,3 +138,22 @@ def test_status_says_a_deleted_webhook_is_absent_and_what_reconciling_routed(
     )
     assert (report["reconciled"], report["missing"], report["runs_ended_since"]) == (4, True, 0)
     assert report["last_webhook_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("webhook.missing", "oncall,ops-slack"), ("webhook.resumed", "ops-slack")],
+)
+def test_routes_test_knows_the_kinds_reconciling_raises(
+    tmp_path: Path, kind: str, expected: str
+) -> None:
+    example = Path(__file__).resolve().parents[1] / "config" / "examples" / "reconcile.yaml"
+    env = {
+        "ETLWORKS_WEBHOOK_SECRET": SECRET,
+        "ETLWORKS_API_KEY": API_KEY,
+        "PAGERDUTY_ROUTING_KEY": "routing-key",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
+    }
+    args = ("routes", "test", f"kind={kind}", "source=etlworks-prod", "--expect", expected)
+    out = ok(flowhooks(*args, "--config", str(example), cwd=tmp_path, env=env))
+    assert "matched routes:" in out

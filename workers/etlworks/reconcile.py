@@ -385,7 +385,7 @@ def webhooks_event(source: str, kind: str, error: str, now: float) -> dict[str, 
         "kind": kind,
         "status": None,
         "flow_id": None,
-        "flow_name": None,
+        "flow_name": webhook_name(source),  # what a message names, as a join's name
         "audit_id": None,
         "webhook_id": None,
         "entity_id": None,
