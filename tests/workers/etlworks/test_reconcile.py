@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from redis import Redis
 from rq import Queue
@@ -15,12 +16,14 @@ from rq.serializers import JSONSerializer
 from config import eventlog, keys
 from config.etlworks import Reconcile
 from config.schema import Config
-from tests.etlworks.simulator import API_KEY, EVENTS, Run, Simulator
-from tests.support import make_config, wait_until
+from tests.etlworks.simulator import API_KEY, EVENTS, Run, Simulator, serve_simulator
+from tests.support import make_config, settings, wait_until
 from workers import synthetic
+from workers.context import WorkerContext
 from workers.etlworks import reconcile
 from workers.etlworks.client import EtlworksClient
 from workers.etlworks.reconcile import Reconciler, SourcePass
+from workers.metrics import WorkerMetrics
 
 SOURCE = "etl"
 OUTCOMES = sorted(EVENTS.values())
@@ -238,3 +241,32 @@ def test_the_watermark_moves_to_the_pass_and_the_history_is_read_with_overlap(
     since = int(dict(p.split("=") for p in history.query.split("&"))["since"])
     assert since == int((watermark - 600) * 1000)
     assert json.loads(redis.hget(keys.webhooks(SOURCE), "subscription") or b"{}")["events"]
+
+
+def test_maintenance_reconciles_when_due_counts_what_it_routed_and_survives_api_errors(
+    redis: Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serve_simulator() as wall:  # the worker reads the history by the wall clock
+        wall.add_flow(101, "warehouse-load", outcomes=["error"])
+        wall.lose_webhooks = True
+        subscribe(wall)
+        run_flows(wall, 101, 101)
+        cfg = config(wall, "{interval: 1h, settle: 0s}")
+        metrics = WorkerMetrics(CollectorRegistry())
+        ctx = WorkerContext(settings(redis_url), cfg, metrics)
+        try:
+            [done] = reconcile.maintain(redis, ctx, "worker-a")
+            assert len(done.routed) == 2
+            assert reconcile.maintain(redis, ctx, "worker-b") == []  # not due for an hour
+            counted = metrics.registry.get_sample_value(
+                "flowhooks_reconciled_events_total", {"source": SOURCE}
+            )
+            assert counted == 2
+
+            redis.delete(keys.reconcile_due("sim"))
+            wall.script("GET /v1/webhooks", [503])
+            assert reconcile.maintain(redis, ctx, "worker-a") == []
+            assert "reconciling failed; the next pass reads the same runs" in caplog.text
+            assert not redis.exists(keys.reconcile_lock("sim"))
+        finally:
+            ctx.close()
