@@ -55,12 +55,37 @@ def _positive(value: float) -> float:
 Positive = Annotated[Duration, AfterValidator(_positive)]
 
 
+class Reconcile(Strict):
+    """How often the execution history is read for runs whose webhook never came, and which
+    runs a pass reads: those that ended since the last pass, less ``overlap``, and at least
+    ``settle`` ago (a webhook may still be on its way, or in the queue)."""
+
+    interval: Positive = 300.0
+    overlap: Duration = 600.0
+    settle: Duration = 60.0
+    lookback: Positive = 3600.0
+    """How far back the first pass reads (there is no last pass yet)."""
+    missing_after: int = Field(default=3, ge=1)
+    """Runs routed by reconciling, none by its webhook, after which a source's webhooks are
+    missing (a ``webhook.missing`` event)."""
+
+
 class Instance(Strict):
     """One Etlworks API: its base URL (``.../rest``) and an API key, sent as a Bearer token."""
 
     url: str
     api_key: Secret
     timeout: Positive = 30.0
+    reconcile: Reconcile | bool = True
+    """Read the execution history for runs whose webhook never came (on by default for an
+    instance a source names; ``false`` turns it off, ``{interval: 5m, ...}`` tunes it)."""
+
+    @property
+    def reconciling(self) -> Reconcile | None:
+        """How this instance is reconciled, ``None`` when it is not."""
+        if self.reconcile is False:
+            return None
+        return Reconcile() if self.reconcile is True else self.reconcile
 
     @field_validator("url")
     @classmethod

@@ -17,6 +17,8 @@ Kind = Literal[
     "flow.running",
     "flow.timeout",
     "join.expired",
+    "webhook.missing",
+    "webhook.resumed",
     "resource.changed",
     "other",
 ]
@@ -67,6 +69,9 @@ class Event(BaseModel):
     """For an event flowhooks made (the outcome of a run it started): the ref of its cause."""
     chain_depth: int = 0
     """How many runs flowhooks started, one causing the next, led to this event."""
+    via: str | None = None
+    """How flowhooks learnt of a run's end when no webhook told it: ``reconcile`` (read from
+    the execution history); ``None`` for a webhook or an event flowhooks made."""
     raw: Any = None
 
 

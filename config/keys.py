@@ -135,3 +135,24 @@ def budget(action: str, flow_id: str) -> str:
 def failures(source: str, flow_id: str) -> str:
     """How many times in a row the flow failed; a success resets it."""
     return f"{PREFIX}:failures:{source}:{flow_id}"
+
+
+def reconcile(instance: str) -> str:
+    """An Etlworks instance's reconciling: its watermark (epoch seconds) and last pass."""
+    return f"{PREFIX}:reconcile:{instance}"
+
+
+def reconcile_due(instance: str) -> str:
+    """Set for one interval by the worker that reconciles the instance: one pass an interval."""
+    return f"{PREFIX}:reconcile-due:{instance}"
+
+
+def reconcile_lock(instance: str) -> str:
+    """Held by the worker reconciling the instance now: one pass at a time."""
+    return f"{PREFIX}:reconcile-lock:{instance}"
+
+
+def webhooks(source: str) -> str:
+    """What reconciling learnt of a source's webhooks: the runs it routed, the registration
+    it last saw, whether they are missing."""
+    return f"{PREFIX}:webhooks:{source}"

@@ -27,6 +27,7 @@ from flowhooks.common import (
     usage,
 )
 from flowhooks.devserver import run_dev
+from flowhooks.etlworks import etlworks
 from flowhooks.events import events
 from flowhooks.operations import dlq, silence
 from flowhooks.routes import routes
@@ -45,7 +46,7 @@ def main() -> None:
     2 the command line, a setting or the config file is wrong."""
 
 
-for group in (events, routes, silence, dlq):
+for group in (events, routes, silence, dlq, etlworks):
     main.add_command(group)
 
 

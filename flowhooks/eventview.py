@@ -80,6 +80,7 @@ _FIELDS = (
     ("tags", "tags"),
     ("params", "params"),
     ("triggered_by", "triggered by"),
+    ("via", "via"),
     ("duration_ms", "duration ms"),
 )
 _TIMES = (

@@ -177,6 +177,7 @@ def fields(
         "received_at": received_at,
         "triggered_by": None,
         "chain_depth": 0,
+        "via": None,
         "raw": payload,
     }
 

@@ -40,6 +40,12 @@ class WorkerMetrics:
             "Times the worker lost Redis and waited for it to come back.",
             registry=registry,
         )
+        self.reconciled = Counter(
+            "flowhooks_reconciled_events",
+            "Runs routed from Etlworks' execution history because no webhook had routed them.",
+            ["source"],
+            registry=registry,
+        )
         self.config_reloads = Counter(
             "flowhooks_config_reloads",
             "Config reloads by outcome (ok, invalid: the old config stays in force).",

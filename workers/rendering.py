@@ -183,6 +183,8 @@ _HEADLINES = {
     "flow.running": "Flow running",
     "flow.timeout": "Flow timed out",
     "join.expired": "Join expired",
+    "webhook.missing": "Webhooks missing",
+    "webhook.resumed": "Webhooks resumed",
     "resource.changed": "Resource changed",
 }
 

@@ -42,6 +42,8 @@ def store(
     ``None`` when an event of that source and id was stored before."""
     ref = keys.ref(event["source"], event["id"])
     received = eventlog.entry("received", synthetic=True, triggered_by=event.get("triggered_by"))
+    if event.get("via"):
+        received["via"] = event["via"]
     queue = Queue(keys.QUEUE, connection=conn, serializer=JSONSerializer)
     # One transaction, the dedup key in it: a job that dies before it stored nothing, and its
     # retry stores it all; one that dies after finds it stored.

@@ -51,6 +51,7 @@ from config.connections import connect
 from config.schema import Config
 from config.settings import Settings
 from workers import context, liveness, tasks
+from workers.etlworks import reconcile
 from workers.liveness import Liveness
 from workers.metrics import DeadLetters, WorkerMetrics
 from workers.outage import Outage
@@ -167,6 +168,10 @@ class Worker(SimpleWorker):
             )
         except RedisError:
             log.exception("join expiry failed; the next maintenance tries again")
+        try:
+            reconcile.maintain(self.connection, ctx, self.name)
+        except RedisError:
+            log.exception("reconciling failed; the next maintenance tries again")
 
     def clean_registries(self) -> None:
         """RQ's registry cleaning (abandoned-job recovery among it), under a lock that lapses

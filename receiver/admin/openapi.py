@@ -186,6 +186,7 @@ EVENT_FIELDS: dict[str, Any] = {
             "finished_at",
             "sent_at",
             "triggered_by",
+            "via",
         )
     },
     "chain_depth": {"type": "integer"},

@@ -897,7 +897,8 @@ class TestRoutes:
                 [
                     "test.yaml:12: routes.routes[1].matchers[0]: unknown kind 'flow_failed'"
                     " (known: flow.canceled, flow.failed, flow.running, flow.succeeded,"
-                    " flow.timeout, flow.warning, join.expired, other, resource.changed);"
+                    " flow.timeout, flow.warning, join.expired, other, resource.changed,"
+                    " webhook.missing, webhook.resumed);"
                     " did you mean 'flow.failed'?"
                 ],
             ),

@@ -6,8 +6,15 @@ auth (a wrong key is 401, an unknown flow, execution or schedule 404)::
     POST /v1/flows/{id}/run                  flat JSON {name: value} → {flowId, auditId, status}
     GET  /v1/flows  /v1/flows/{id}           the configured flows
     GET  /v1/executions/{id}[?auditId=A]     one execution, or the flow's runs newest first
+    GET  /v1/executions?since=MS&limit=&offset=
+                                             the execution history: runs that ended at or after
+                                             MS, oldest first, a page at a time (at most
+                                             ``page_limit``), the count in ``X-Total-Count``
     PUT  /v1/schedules/{id}/enable|disable   → {id, enabled}
-    POST /v1/webhooks                        {url, secret, events, flowIncludes, flowExcludes}
+    POST /v1/webhooks                        {name, description, url, method, secret, events,
+                                             flowIncludes, flowExcludes, enabled}
+    PUT  /v1/webhooks/{id}                   the same fields: the registration replaced
+    DELETE /v1/webhooks/{id}                 gone
     GET  /v1/webhooks                        the registrations, without their secrets
 
 A run gets an audit id, is ``queued`` for its flow's ``queued`` seconds, ``running`` for its
@@ -19,6 +26,10 @@ run starts and when
 it ends, every registered webhook whose filters match gets a ``FLOW_STARTED`` /
 ``FLOW_SUCCESS`` / ``FLOW_FAILED`` / ``FLOW_WARNING`` / ``FLOW_CANCELED`` POST (see
 :meth:`Simulator.payload`), HMAC-SHA256 hex of the raw body in ``X-Etl-Webhook-Signature``.
+
+Webhooks may be lost on purpose: with :attr:`Simulator.lose_webhooks` set, a run's webhooks
+are not sent at all (they are counted in :attr:`Simulator.lost`), as when Etlworks stops
+sending them; a disabled registration sends nothing either.
 
 Tests configure it in-process (:meth:`Simulator.add_flow`, :meth:`Simulator.script`), read
 what happened (:attr:`Simulator.calls`, :meth:`Simulator.count`, :meth:`Simulator.runs`,
@@ -155,18 +166,26 @@ class Webhook:
     events: frozenset[str]
     includes: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
+    name: str = ""
+    description: str = ""
+    method: str = "POST"
+    enabled: bool = True
 
     def wants(self, event: str, flow: Flow) -> bool:
         def named(patterns: tuple[str, ...]) -> bool:
             return any(p == str(flow.id) or fnmatchcase(flow.name, p) for p in patterns)
 
         included = not self.includes or named(self.includes)
-        return event in self.events and included and not named(self.excludes)
+        return self.enabled and event in self.events and included and not named(self.excludes)
 
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "name": self.name,
+            "description": self.description,
             "url": self.url,
+            "method": self.method,
+            "enabled": self.enabled,
             "events": sorted(self.events),
             "flowIncludes": list(self.includes),
             "flowExcludes": list(self.excludes),
@@ -245,8 +264,14 @@ class Simulator:
         webhook_attempts: int = 3,
         webhook_retry_delay: float = 1.0,
         first_audit_id: int = 1001,
+        page_limit: int = 100,
     ) -> None:
         self.api_key = api_key
+        self.page_limit = page_limit
+        """The most items a page of the execution history holds, whatever ``limit`` asks."""
+        self.lose_webhooks = False
+        """Set: no webhook is sent (each one that would have been is counted in :attr:`lost`)."""
+        self.lost = 0
         self.speed = speed
         self.webhook_attempts = webhook_attempts
         self.webhook_retry_delay = webhook_retry_delay
@@ -285,10 +310,12 @@ class Simulator:
         with self._lock:
             self._scripts.setdefault(key, deque()).extend(answers)
 
-    def add_webhook(self, spec: Mapping[str, Any]) -> Webhook:
-        """Register a webhook as ``POST /v1/webhooks`` does; ``ValueError`` for a bad one."""
+    def add_webhook(self, spec: Mapping[str, Any], replacing: int | None = None) -> Webhook:
+        """Register a webhook as ``POST /v1/webhooks`` does, or replace registration
+        ``replacing`` as ``PUT /v1/webhooks/{id}`` does; ``ValueError`` for a bad one,
+        ``KeyError`` for an unknown ``replacing``."""
         url, secret, events = spec.get("url"), spec.get("secret"), spec.get("events")
-        includes, excludes = spec.get("flowIncludes", []), spec.get("flowExcludes", [])
+        includes, excludes = spec.get("flowIncludes") or [], spec.get("flowExcludes") or []
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError("url must be an http(s) URL")
         if not isinstance(secret, str) or not secret:
@@ -297,17 +324,34 @@ class Simulator:
             raise ValueError("events must be a non-empty list of event names")
         if not _strings(includes, int) or not _strings(excludes, int):
             raise ValueError("flowIncludes and flowExcludes must be lists of ids or names")
+        texts = {k: spec.get(k, "") for k in ("name", "description")}
+        if not _strings(texts.values()) or not isinstance(spec.get("enabled", True), bool):
+            raise ValueError("name and description must be strings, enabled true or false")
         with self._lock:
+            if replacing is not None and replacing not in {h.id for h in self.webhooks}:
+                raise KeyError(replacing)
             hook = Webhook(
-                next(self._webhook_ids),
+                replacing if replacing is not None else next(self._webhook_ids),
                 url,
                 secret,
                 frozenset(events),
                 tuple(str(i) for i in includes),
                 tuple(str(e) for e in excludes),
+                name=str(texts["name"]),
+                description=str(texts["description"]),
+                method=str(spec.get("method") or "POST"),
+                enabled=bool(spec.get("enabled", True)),
             )
-            self.webhooks.append(hook)
+            self.webhooks = [h for h in self.webhooks if h.id != replacing] + [hook]
         return hook
+
+    def remove_webhook(self, webhook_id: int) -> bool:
+        """Delete a registration as ``DELETE /v1/webhooks/{id}`` does; whether there was one."""
+        with self._lock:
+            kept = [h for h in self.webhooks if h.id != webhook_id]
+            found = len(kept) < len(self.webhooks)
+            self.webhooks = kept
+        return found
 
     def finish(self, audit_id: int, outcome: str | None = None) -> None:
         """End run ``audit_id`` now (a ``duration=None`` flow's runs wait for this), with
@@ -402,11 +446,14 @@ class Simulator:
             ("POST", "/v1/flows/{id}/run", self._run_flow),
             ("GET", "/v1/flows", self._list_flows),
             ("GET", "/v1/flows/{id}", self._get_flow),
+            ("GET", "/v1/executions", self._history),
             ("GET", "/v1/executions/{id}", self._executions),
             ("PUT", "/v1/schedules/{id}/enable", self._schedule(True)),
             ("PUT", "/v1/schedules/{id}/disable", self._schedule(False)),
             ("POST", "/v1/webhooks", self._register_webhook),
             ("GET", "/v1/webhooks", self._list_webhooks),
+            ("PUT", "/v1/webhooks/{id}", self._update_webhook),
+            ("DELETE", "/v1/webhooks/{id}", self._delete_webhook),
         ]
         routes: list[BaseRoute] = [
             Route(path, self._endpoint(method, path, handler), methods=[method])
@@ -504,6 +551,23 @@ class Simulator:
             return _error(404, "no such execution", request.url.path)
         return JSONResponse(found[0].record())
 
+    async def _history(self, request: Request) -> Response:
+        query = request.query_params
+        try:
+            since = int(query.get("since", "0"))
+            limit = min(int(query.get("limit", str(self.page_limit))), self.page_limit)
+            offset = int(query.get("offset", "0"))
+        except ValueError:
+            return _error(400, "since, limit and offset must be integers", request.url.path)
+        if limit < 1 or offset < 0:
+            return _error(400, "limit must be above 0, offset not below", request.url.path)
+        ended = sorted(
+            (r for r in self.runs() if r.finished is not None and r.finished >= since),
+            key=lambda r: (r.finished or 0, r.audit_id),
+        )
+        page = [r.record() for r in ended[offset : offset + limit]]
+        return JSONResponse(page, headers={"X-Total-Count": str(len(ended))})
+
     def _schedule(self, enabled: bool) -> Handler:
         async def switch(request: Request) -> Response:
             try:
@@ -530,6 +594,27 @@ class Simulator:
 
     async def _list_webhooks(self, request: Request) -> Response:
         return JSONResponse([h.describe() for h in self.webhooks])
+
+    async def _update_webhook(self, request: Request) -> Response:
+        try:
+            spec = json.loads(await request.body())
+            if not isinstance(spec, dict):
+                raise ValueError("the body must be a JSON object")
+            hook = self.add_webhook(spec, replacing=int(request.path_params["id"]))
+        except KeyError:
+            return _error(404, "no such webhook", request.url.path)
+        except ValueError as exc:
+            return _error(400, str(exc), request.url.path)
+        return JSONResponse(hook.describe())
+
+    async def _delete_webhook(self, request: Request) -> Response:
+        try:
+            found = self.remove_webhook(int(request.path_params["id"]))
+        except ValueError:
+            found = False
+        if not found:
+            return _error(404, "no such webhook", request.url.path)
+        return Response(status_code=204)
 
     # Runs and webhooks, in the serving loop.
 
@@ -563,7 +648,10 @@ class Simulator:
 
     def _notify(self, event: str, run: Run) -> None:
         for hook in list(self.webhooks):
-            if hook.wants(event, run.flow):
+            if hook.wants(event, run.flow) and self.lose_webhooks:
+                with self._lock:
+                    self.lost += 1
+            elif hook.wants(event, run.flow):
                 event_id = str(uuid.uuid4())
                 body = json.dumps(self.payload(hook, event, run, event_id)).encode()
                 self._spawn(self._deliver(hook, event, run.audit_id, event_id, body))

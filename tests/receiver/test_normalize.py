@@ -99,6 +99,7 @@ class TestFlowExecuted:
             "received_at": RECEIVED,
             "triggered_by": None,
             "chain_depth": 0,
+            "via": None,
             "raw": payload,
         }
 

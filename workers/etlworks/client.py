@@ -147,6 +147,40 @@ class EtlworksClient:
             raise _unexpected("executions are not a list of JSON objects")
         return [_execution(record, str(flow_id), None) for record in answer]
 
+    async def history(
+        self, since_ms: int, *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[Execution], int | None]:
+        """One page of the execution history of every flow: runs that ended at or after
+        ``since_ms`` (Unix milliseconds), oldest first, and the number of them all from
+        ``X-Total-Count`` when Etlworks sends it."""
+        params = {"since": str(since_ms), "limit": str(limit), "offset": str(offset)}
+        response = await self._send("GET", "/v1/executions", params=params)
+        records = _objects(_decode(response), "executions")
+        total = response.headers.get("x-total-count", "").strip()
+        return [_execution(r, "", None) for r in records], int(total) if total.isdigit() else None
+
+    async def flows(self) -> list[Mapping[str, Any]]:
+        """Every flow as Etlworks lists it (``id``, ``name``, ``tags``, ...)."""
+        return _objects(await self.request("GET", "/v1/flows"), "flows")
+
+    async def webhooks(self) -> list[Mapping[str, Any]]:
+        """Every webhook registration (without its secret, which Etlworks does not show)."""
+        return _objects(await self.request("GET", "/v1/webhooks"), "webhooks")
+
+    async def save_webhook(
+        self, spec: Mapping[str, Any], webhook_id: int | str | None = None
+    ) -> Mapping[str, Any]:
+        """Create a webhook (``POST /v1/webhooks``), or replace registration ``webhook_id`` in
+        place (``PUT /v1/webhooks/{id}``); the registration as Etlworks answers it."""
+        if webhook_id is None:
+            answer = await self.request("POST", "/v1/webhooks", dict(spec))
+        else:
+            path = f"/v1/webhooks/{_segment(webhook_id)}"
+            answer = await self.request(
+                "PUT", path, dict(spec), not_found=f"no such webhook {webhook_id}"
+            )
+        return answer if isinstance(answer, dict) else {}
+
     async def set_schedule(self, schedule_id: int | str, enabled: bool) -> None:
         """Enable or disable schedule ``schedule_id``."""
         verb = "enable" if enabled else "disable"
@@ -165,6 +199,19 @@ class EtlworksClient:
         """Any other call: ``path`` is relative to the base URL (``/v1/...``), ``json_body``
         is sent as JSON unless ``None``. Returns the decoded JSON answer, ``None`` for an empty
         one. ``not_found`` says what a 404 means, in the error."""
+        response = await self._send(method, path, json_body, params=params, not_found=not_found)
+        return _decode(response)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        json_body: object = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        not_found: str | None = None,
+    ) -> httpx.Response:
+        """:meth:`request`'s call, its answer checked but not decoded."""
         key = self._api_key.get_secret_value()
         if not _FIELD_VALUE.fullmatch(key):
             raise DeliveryError(SINK, "the API key cannot be sent in a header", retryable=False)
@@ -191,7 +238,16 @@ class EtlworksClient:
             raise DeliveryError(SINK, reason, retryable=False, status=response.status_code)
         status = response.status_code
         check_response(SINK, response, detail=not_found if status == 404 else _DETAILS.get(status))
-        return _decode(response)
+        return response
+
+
+def _objects(answer: Any, what: str) -> list[Mapping[str, Any]]:
+    """A list of JSON objects, as a list or a page of one."""
+    if isinstance(answer, dict):
+        answer = next((answer[k] for k in _PAGES if isinstance(answer.get(k), list)), None)
+    if not isinstance(answer, list) or not all(isinstance(r, dict) for r in answer):
+        raise _unexpected(f"{what} are not a list of JSON objects")
+    return answer
 
 
 def _decode(response: httpx.Response) -> Any:
