@@ -25,8 +25,10 @@ from tests.support import free_port, redis_binary, wait_until
 from tests.workers.sinks.standins import Certificate
 
 SERVICE = "flowhooks-main"
-DOWN_AFTER_MS = 1000
-"""How long a primary may not answer before a Sentinel deems it down."""
+DOWN_AFTER_MS = 3000
+"""How long a primary may not answer before a Sentinel deems it down: long enough that a node
+slowed by a busy machine is not failed over (to the empty old primary started again, which
+Sentinel still lists as a replica)."""
 FAILOVER_TIMEOUT_MS = 4000
 WAIT = 30.0
 """The longest any step of the group may take (none needs nearly this long)."""

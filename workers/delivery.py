@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import httpx
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
 from rq.job import Job, Retry
 from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
@@ -59,6 +61,9 @@ INLINE_WAIT = 3.0
 """A paced delivery waiting longer than this gets a scheduled job instead of a sleeping one."""
 DELIVER_TASK = deadletters.DELIVER_TASK
 CRASH_RETRY = Retry(max=3, interval=[0, 30, 300])
+RECORD_RETRY = RedisRetry(ExponentialBackoff(cap=2.0, base=0.25), 12)
+"""How long a made delivery's record waits for Redis to come back (about 20 s in all): a
+restart or a failover, not a send again."""
 """RQ's retries of a delivery job that did not finish: its worker died under it (RQ's
 abandoned-job recovery) or it raised something other than :class:`DeliveryFailed` (a timeout,
 Redis going away). The first is immediate, since a job is found abandoned only once its time
@@ -618,11 +623,23 @@ class Deliverer:
         return at is not None and recovered is not None and float(recovered) >= at
 
     def _done(self, spec: Spec, stage: str, **fields: Any) -> None:
-        """Record a delivery as done, never to be made again, with its timeline entry."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
-            self._timeline(spec, stage, conn=pipe, attempt=spec.attempt, **fields)
-            pipe.execute()
+        """Record a delivery as done, never to be made again, with its timeline entry. What
+        was sent must not be sent again because Redis went away for a moment: the record is
+        tried again while Redis restarts or fails over (:data:`RECORD_RETRY`)."""
+
+        def record() -> None:
+            with self.conn.pipeline(transaction=False) as pipe:
+                pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(self.dedup_ttl))
+                self._timeline(spec, stage, conn=pipe, attempt=spec.attempt, **fields)
+                pipe.execute()
+
+        def waiting(error: Exception) -> None:
+            log.warning(
+                "recording a delivery waits for Redis",
+                extra={"delivery_id": spec.delivery_id, "reason": type(error).__name__},
+            )
+
+        RECORD_RETRY.call_with_retry(record, waiting)
 
     def render(self, spec: Spec, action: Action) -> Rendered:
         if spec.kind == "digest":

@@ -59,6 +59,14 @@ def sinks() -> Iterator[Sinks]:
         yield served
 
 
+@pytest.fixture
+def private_client(private_redis: RedisProcess) -> Iterator[Redis]:
+    """A client of ``private_redis``, closed after the test (its sockets outlive a restart)."""
+    client = Redis.from_url(private_redis.url)
+    yield client
+    client.close()
+
+
 def dead_letters(redis: Redis) -> list[str]:
     queue = Queue(keys.QUEUE, connection=redis, serializer=JSONSerializer)
     return FailedJobRegistry(queue=queue).get_job_ids()
@@ -80,12 +88,12 @@ def log_lines(worker: WorkerProcess, message: str) -> list[dict[str, object]]:
 
 
 def test_a_redis_restart_leaves_workers_running_and_delivering(
-    private_redis: RedisProcess, sinks: Sinks, tmp_path: Path
+    private_redis: RedisProcess, private_client: Redis, sinks: Sinks, tmp_path: Path
 ) -> None:
     """Redis is killed and started again (its append-only file keeps what it held): the
     worker says so once each way and goes on with the same pid; the receiver answers 503 with
     ``Retry-After`` meanwhile and 202 after, without a restart."""
-    redis = Redis.from_url(private_redis.url)
+    redis = private_client
     with running(
         redis,
         private_redis.url,
@@ -120,6 +128,40 @@ def test_a_redis_restart_leaves_workers_running_and_delivering(
         [back] = log_lines(worker, "Redis reachable again")
         assert isinstance(back["down_s"], float)
         assert private_redis.url.split("//")[1] in str(back["redis"])
+
+
+def test_a_send_whose_record_meets_a_redis_restart_is_not_sent_again(
+    private_redis: RedisProcess, private_client: Redis, sinks: Sinks, tmp_path: Path
+) -> None:
+    """Redis goes away while Slack holds the send and is back a few seconds after Slack
+    answered: the delivery's record waits for it, and nothing is sent a second time."""
+    redis = private_client
+    with (
+        HoldingStandIn() as slack,
+        running(
+            redis,
+            private_redis.url,
+            sinks,
+            tmp_path,
+            failures_to("slack"),
+            secrets={"SLACK_WEBHOOK_URL": slack.url(SLACK_PATH)},
+        ) as system,
+    ):
+        worker = system.start_worker()
+        ref = system.post("FLOW_FAILED", "record-waits", flow_id=1400)
+        system.wait(lambda: slack.held == 1, "a held send")
+        private_redis.stop()
+        slack.release()
+        system.wait(lambda: bool(log_lines(worker, "recording a delivery waits for Redis")), "wait")
+        time.sleep(2)  # Redis stays away for a couple of the record's tries
+        private_redis.start()
+        [entry] = system.wait_deliveries(ref, "slack", 1)
+        assert (entry["outcome"], entry["attempt"]) == ("delivered", 1)
+        system.wait_routed(ref)
+        system.wait(lambda: not redis.zcard(RQ_STARTED), "the job's bookkeeping")
+        assert len(slack.bodies) == 1
+        assert dead_letters(redis) == []
+        assert worker.alive
 
 
 # Crashes: what is left of a worker --------------------------------------------------------
