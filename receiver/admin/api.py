@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from config import keys
 from config.deadletters import Missing
+from config.incidents import INCIDENT_ID
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
 from receiver.admin import openapi, queries
@@ -51,6 +52,13 @@ def build(admin: Admin) -> ASGIApp:
         Route("/silences", _answers(api.add_silence), methods=["POST"]),
         Route("/silences/{id}", _answers(api.expire_silence), methods=["DELETE"]),
         Route("/metrics/summary", _answers(api.summary), methods=["GET"]),
+        Route("/overview", _answers(api.overview), methods=["GET"]),
+        Route("/incidents", _answers(api.incidents), methods=["GET"]),
+        Route("/incidents/{id}/acknowledge", _answers(api.acknowledge), methods=["POST"]),
+        Route("/incidents/{id}/resolve", _answers(api.resolve), methods=["POST"]),
+        Route("/deliveries", _answers(api.actions), methods=["GET"]),
+        Route("/deliveries/{action}", _answers(api.attempts), methods=["GET"]),
+        Route("/sessions", _answers(api.end_sessions), methods=["DELETE"]),
     ]
     router = Router(routes, redirect_slashes=False, default=_not_found)
     return _Guard(router, admin)
@@ -173,6 +181,60 @@ class _Api:
         queries.known(params, ("windowHours",))
         hours = queries.window_hours(queries.one(params, "windowHours"))
         return reply(200, await self.run(Store.summary, hours))
+
+    async def overview(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("minutes",))
+        minutes = queries.minutes(queries.one(params, "minutes"))
+        return reply(200, await self.run(Store.overview, minutes))
+
+    # incidents
+
+    async def incidents(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        return reply(200, await self.run(Store.incidents))
+
+    async def acknowledge(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("by",))
+        by = queries.text(queries.one(params, "by"), "by") or "api"
+        incident_id = request.path_params["id"]
+        if re_ok(INCIDENT_ID, incident_id) and await self.run(Store.acknowledge, incident_id, by):
+            log.info("incident acknowledged", extra={"incident": incident_id, "author": by})
+            return reply(200, {"id": incident_id, "acknowledged": True, "by": by})
+        return reply(404, {"error": "no such open incident"})
+
+    async def resolve(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        incident_id = request.path_params["id"]
+        if re_ok(INCIDENT_ID, incident_id) and await self.run(Store.resolve, incident_id):
+            log.info("incident resolved by hand", extra={"incident": incident_id})
+            return reply(200, {"id": incident_id, "resolved": True})
+        return reply(404, {"error": "no such open incident"})
+
+    # deliveries
+
+    async def actions(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        return reply(200, await self.run(Store.actions))
+
+    async def attempts(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("outcome", "limit", "offset"))
+        outcome = queries.choice(queries.one(params, "outcome"), "outcome", queries.OUTCOMES)
+        limit, offset = queries.page(params)
+        action = queries.path_value(request.path_params["action"], "action", SOURCE_NAME)
+        found = await self.run(Store.attempts, action, outcome)
+        page = found[offset : offset + limit]
+        return reply(200, page, **{"x-total-count": str(len(found))})
+
+    # sessions
+
+    async def end_sessions(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        ended = await self.run(Store.end_sessions)
+        log.info("admin sessions ended", extra={"sessions": ended})
+        return reply(200, {"ended": ended})
 
     # dead letters
 

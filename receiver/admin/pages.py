@@ -1,11 +1,13 @@
 """The admin web pages, ``/ui``: server-rendered (Jinja2, autoescaped, no script), behind the admin
 token given once in a login form.
 
-The login sets a session cookie (``Secure``, ``HttpOnly``, ``SameSite=Strict``, path ``/ui``)
-whose value is derived from the token (:mod:`receiver.admin.auth`); every POST form carries a
-CSRF token derived from the session. Pages answer with a Content-Security-Policy that allows no
-script at all and forms only to this site. Everything shown from an event is escaped by the
-templates.
+The login (throttled per client, with a CSRF token of its own) sets a session cookie
+(``Secure``, ``HttpOnly``, ``SameSite=Strict``, path ``/ui``) holding a random session id kept
+in Redis (:mod:`receiver.admin.sessions`); logging out ends it, and the admin can end them all.
+Every POST form carries a CSRF token derived from the session (:mod:`receiver.admin.auth`).
+Pages answer with a Content-Security-Policy that allows no script at all and forms only to
+this site. Everything shown from an event is escaped by the templates; charts are SVG drawn
+here (:mod:`receiver.admin.charts`).
 """
 
 import json
@@ -29,14 +31,22 @@ from config.eventlog import Filters
 from config.events import Event
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
-from receiver.admin import queries
-from receiver.admin.auth import SESSION_SECONDS
+from receiver.admin import charts, queries, reports, sessions
+from receiver.admin.auth import SESSION_ID, SESSION_SECONDS, new_id
 from receiver.admin.queries import BadRequest
 from receiver.admin.site import Admin, TooLarge
 from receiver.admin.store import NoSuchEvent, Store
 
 log = logging.getLogger("flowhooks.admin")
 COOKIE = "flowhooks_session"
+LOGIN_COOKIE = "flowhooks_login"
+"""The login form's nonce, which its CSRF token is derived from."""
+COOKIE_FLAGS: dict[str, Any] = {
+    "path": "/ui",
+    "secure": True,
+    "httponly": True,
+    "samesite": "strict",
+}
 PAGE_SIZE = 50
 REFRESH_SECONDS = 10
 OPEN = ("/login", "/style.css")
@@ -57,6 +67,8 @@ NOTICES = {
     "gone": "That job is no longer in the dead-letter registry.",
     "silenced": "The silence is added.",
     "expired": "The silence has ended.",
+    "signed-out": "You are signed out.",
+    "ended": "Every session has ended, yours too.",
 }
 """What a redirect's ``?notice=`` may say: fixed texts, never the client's."""
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -73,6 +85,7 @@ def build(admin: Admin) -> ASGIApp:
         page("/login", pages.login_form),
         page("/login", pages.login, "POST"),
         page("/logout", pages.logout, "POST"),
+        page("/sessions/end", pages.end_sessions, "POST"),
         page("/style.css", pages.style),
         page("/events", pages.events),
         page("/events/{source}/{id:path}/replay", pages.replay, "POST"),
@@ -103,6 +116,8 @@ def environment() -> jinja2.Environment:
     env.filters["json"] = lambda value, indent=None: json.dumps(
         value, indent=indent, ensure_ascii=False, sort_keys=True, default=str
     )
+    env.filters["duration"] = reports.duration
+    env.filters["minutes"] = lambda m: reports.duration(int(m) * 60)
     env.filters["kindclass"] = lambda kind: re.sub(r"[^a-z]+", "-", str(kind or "other"))
     return env
 
@@ -112,20 +127,19 @@ def _guarded(pages: "_Pages", endpoint: Endpoint, open_: bool) -> Endpoint:
     page every endpoint shows for input it cannot use or a Redis that does not answer."""
 
     async def answer(request: Request) -> Response:
-        session = request.cookies.get(COOKIE)
-        now = pages.admin.clock()
-        if not open_ and not pages.admin.keys.session_ok(session, now):
-            response: Response = RedirectResponse("/ui/login", 303)
-        else:
-            request.state.session = session or ""
-            try:
+        try:
+            session = await pages.session(request)
+            if not open_ and not session:
+                response: Response = RedirectResponse("/ui/login", 303)
+            else:
+                request.state.session = session
                 response = await endpoint(request)
-            except BadRequest as exc:
-                response = pages.render(request, "error.html", 400, message=str(exc))
-            except RedisError as exc:
-                log.error("admin page failed: Redis", extra={"reason": type(exc).__name__})
-                message = "Redis is unavailable; try again in a moment."
-                response = pages.render(request, "error.html", 503, message=message)
+        except BadRequest as exc:
+            response = pages.render(request, "error.html", 400, message=str(exc))
+        except RedisError as exc:
+            log.error("admin page failed: Redis", extra={"reason": type(exc).__name__})
+            message = "Redis is unavailable; try again in a moment."
+            response = pages.render(request, "error.html", 503, message=message)
         response.headers.update(HEADERS)
         return response
 
@@ -150,6 +164,14 @@ class _Pages:
         )
         return Response(text, status, media_type="text/html; charset=utf-8")
 
+    async def session(self, request: Request) -> str:
+        """The request's session id, when the session is alive; else ''. Raise ``RedisError``."""
+        given = request.cookies.get(COOKIE) or ""
+        if not re.fullmatch(SESSION_ID, given):
+            return ""
+        name = self.admin.keys.session_name(given)
+        return given if await self.admin.redis(sessions.alive, name) else ""
+
     async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         page = self.render(request, "error.html", 404, message="There is no such page.")
@@ -172,40 +194,91 @@ class _Pages:
     # sign in and out
 
     async def home(self, request: Request) -> Response:
-        return RedirectResponse("/ui/events", 303)
+        params = _params(request)
+        queries.known(params, ("minutes", "notice"))
+        minutes = queries.minutes(queries.one(params, "minutes"))
+        found = await self.run(Store.overview, minutes)
+        drawn = {
+            name: charts.bars(found[name], title)
+            for name, title in (
+                ("received", "Events received"),
+                ("delivered", "Deliveries made"),
+                ("failed", "Delivery failures"),
+            )
+        }
+        return self.render(
+            request,
+            "overview.html",
+            o=found,
+            charts=drawn,
+            spans=queries.SPANS,
+            refresh=REFRESH_SECONDS,
+        )
 
     async def style(self, request: Request) -> Response:
         return Response(self._style, media_type="text/css")
 
     async def login_form(self, request: Request) -> Response:
-        return self.render(request, "login.html", failed=False)
+        return self._login_page(request, 200)
+
+    def _login_page(self, request: Request, status: int, failed: str = "") -> Response:
+        """The login form, with a fresh nonce in its cookie and the CSRF token derived from it."""
+        nonce = new_id()
+        page = self.render(
+            request,
+            "login.html",
+            status,
+            failed=failed,
+            login_csrf=self.admin.keys.login_csrf(nonce),
+        )
+        page.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, **COOKIE_FLAGS)
+        return page
 
     async def login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        wait = await self.admin.redis(sessions.refused_for, client)
+        if wait:
+            log.warning("admin login throttled", extra={"remote": client})
+            failed = f"Too many failed sign-ins: try again in {wait} s."
+            page = self._login_page(request, 429, failed)
+            page.headers["retry-after"] = str(wait)
+            return page
         try:
             body = await self.admin.body(request)
         except (TooLarge, TimeoutError):
             raise BadRequest("the form could not be read") from None
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        nonce = request.cookies.get(LOGIN_COOKIE) or ""
+        if not self.admin.keys.login_csrf_ok(nonce, (form.get("csrf") or [""])[0]):
+            return self._login_page(request, 400, "The form has expired: sign in again.")
         if not self.admin.keys.token_ok((form.get("token") or [""])[0]):
-            remote = request.client.host if request.client else None
-            log.warning("admin login refused", extra={"remote": remote})
-            return self.render(request, "login.html", 401, failed=True)
-        response = RedirectResponse("/ui/events", 303)
-        response.set_cookie(
-            COOKIE,
-            self.admin.keys.session(self.admin.clock()),
-            max_age=SESSION_SECONDS,
-            path="/ui",
-            secure=True,
-            httponly=True,
-            samesite="strict",
-        )
+            await self.admin.redis(sessions.failed, client)
+            log.warning("admin login refused", extra={"remote": client})
+            return self._login_page(request, 401, "That is not the admin token.")
+        session = new_id()
+        name = self.admin.keys.session_name(session)
+        await self.admin.redis(sessions.start, name, self.admin.clock(), SESSION_SECONDS)
+        await self.admin.redis(sessions.succeeded, client)
+        log.info("admin signed in", extra={"remote": client})
+        response = RedirectResponse("/ui/", 303)
+        response.set_cookie(COOKIE, session, max_age=SESSION_SECONDS, **COOKIE_FLAGS)
+        response.delete_cookie(LOGIN_COOKIE, **COOKIE_FLAGS)
         return response
 
     async def logout(self, request: Request) -> Response:
         await self._form(request)
-        response = RedirectResponse("/ui/login", 303)
-        response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="strict")
+        name = self.admin.keys.session_name(request.state.session)
+        await self.admin.redis(sessions.end, name)
+        response = RedirectResponse("/ui/login?notice=signed-out", 303)
+        response.delete_cookie(COOKIE, **COOKIE_FLAGS)
+        return response
+
+    async def end_sessions(self, request: Request) -> Response:
+        await self._form(request)
+        ended = await self.admin.redis(sessions.end_all, self.admin.clock())
+        log.info("admin sessions ended", extra={"sessions": ended})
+        response = RedirectResponse("/ui/login?notice=ended", 303)
+        response.delete_cookie(COOKIE, **COOKIE_FLAGS)
         return response
 
     # events

@@ -123,3 +123,23 @@ def silence(found: Silence, now: datetime) -> dict[str, Any]:
         "comment": found.comment,
         "state": found.state(now),
     }
+
+
+def duration(seconds: float | None) -> str:
+    """A duration as a person says it: ``450 ms``, ``12 s``, ``2 min``, ``1 h 5 min``,
+    ``3 d 4 h``; '' for none."""
+    if seconds is None or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return ""
+    if seconds < 0:
+        return "-" + duration(-seconds)
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s") if seconds < 10 else f"{round(seconds)} s"
+    units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    whole, parts = round(seconds), []
+    for name, size in units:
+        if whole >= size:
+            parts.append(f"{whole // size} {name}")
+            whole %= size
+    return " ".join(parts[:2])

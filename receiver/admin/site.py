@@ -71,6 +71,10 @@ class Admin:
             raise RuntimeError("the admin is used outside the receiver's lifespan")
         return await run_in_threadpool(call, store, *args, **kwargs)
 
+    async def redis(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(connection, *args)`` in a worker thread; raise ``RedisError``."""
+        return await self.run(lambda store: call(store.conn, *args))
+
     async def body(self, request: Request) -> bytes:
         """The request's body, :data:`MAX_BODY` at most, within the body timeout; raise
         :class:`TooLarge` or ``TimeoutError``."""

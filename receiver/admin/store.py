@@ -12,10 +12,10 @@ from typing import Any
 
 from redis import Redis
 
-from config import deadletters, eventlog, routejobs, silences
+from config import activity, deadletters, eventlog, incidents, routejobs, silences
 from config.eventlog import Filters
 from receiver import jobs
-from receiver.admin import reports
+from receiver.admin import health, reports, sessions
 
 
 class NoSuchEvent(LookupError):
@@ -83,6 +83,35 @@ class Store:
             "until": _iso(until),
             **found,
         }
+
+    def overview(self, minutes: int) -> dict[str, Any]:
+        return health.overview(self.conn, self.clock(), minutes)
+
+    # incidents
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return [i.to_json() for i in incidents.every(self.conn)]
+
+    def acknowledge(self, incident_id: str, by: str) -> bool:
+        return incidents.acknowledge(self.conn, incident_id, by, self.clock())
+
+    def resolve(self, incident_id: str) -> bool:
+        return incidents.resolve(self.conn, incident_id)
+
+    # deliveries
+
+    def actions(self) -> list[str]:
+        return activity.actions(self.conn)
+
+    def attempts(self, action: str, outcome: str | None) -> list[dict[str, Any]]:
+        """The action's latest attempts, newest first, of one outcome if asked."""
+        found = activity.attempts(self.conn, action)
+        return [a for a in found if outcome is None or a.get("outcome") == outcome]
+
+    # sessions
+
+    def end_sessions(self) -> int:
+        return sessions.end_all(self.conn, self.clock())
 
     # dead letters
 
