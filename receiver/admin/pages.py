@@ -29,6 +29,7 @@ from config import keys
 from config.deadletters import Missing
 from config.eventlog import Filters
 from config.events import Event
+from config.incidents import INCIDENT_ID
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
 from receiver.admin import charts, queries, reports, sessions
@@ -68,6 +69,9 @@ NOTICES = {
     "silenced": "The silence is added.",
     "expired": "The silence has ended.",
     "signed-out": "You are signed out.",
+    "acknowledged": "The incident is acknowledged: no repeats until it resolves.",
+    "resolved": "The incident is resolved.",
+    "no-incident": "That incident is no longer open.",
     "ended": "Every session has ended, yours too.",
 }
 """What a redirect's ``?notice=`` may say: fixed texts, never the client's."""
@@ -87,6 +91,9 @@ def build(admin: Admin) -> ASGIApp:
         page("/logout", pages.logout, "POST"),
         page("/sessions/end", pages.end_sessions, "POST"),
         page("/style.css", pages.style),
+        page("/incidents", pages.incidents),
+        page("/incidents/{id}/acknowledge", pages.acknowledge, "POST"),
+        page("/incidents/{id}/resolve", pages.resolve, "POST"),
         page("/events", pages.events),
         page("/events/{source}/{id:path}/replay", pages.replay, "POST"),
         page("/events/{source}/{id:path}", pages.event),
@@ -280,6 +287,38 @@ class _Pages:
         response = RedirectResponse("/ui/login?notice=ended", 303)
         response.delete_cookie(COOKIE, **COOKIE_FLAGS)
         return response
+
+    # incidents
+
+    async def incidents(self, request: Request) -> Response:
+        found = await self.run(Store.incidents)
+        now = self.admin.clock()
+        return self.render(request, "incidents.html", rows=found, now=now, refresh=REFRESH_SECONDS)
+
+    async def acknowledge(self, request: Request) -> Response:
+        form = await self._form(request)
+        by = (form.get("by") or [""])[0].strip()[: queries.MAX_TEXT] or "console"
+        incident_id = request.path_params["id"]
+        done = bool(re.fullmatch(INCIDENT_ID, incident_id)) and await self.run(
+            Store.acknowledge, incident_id, by
+        )
+        if done:
+            log.info("incident acknowledged", extra={"incident": incident_id, "author": by})
+        return RedirectResponse(
+            f"/ui/incidents?notice={'acknowledged' if done else 'no-incident'}", 303
+        )
+
+    async def resolve(self, request: Request) -> Response:
+        await self._form(request)
+        incident_id = request.path_params["id"]
+        done = bool(re.fullmatch(INCIDENT_ID, incident_id)) and await self.run(
+            Store.resolve, incident_id
+        )
+        if done:
+            log.info("incident resolved by hand", extra={"incident": incident_id})
+        return RedirectResponse(
+            f"/ui/incidents?notice={'resolved' if done else 'no-incident'}", 303
+        )
 
     # events
 
