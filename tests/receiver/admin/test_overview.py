@@ -61,7 +61,11 @@ def _beating(found: dict[str, object], name: str = "ov-worker") -> bool:
 
 def test_a_worker_that_stopped_beating_shows(redis: Redis, redis_url: str, tmp_path: Path) -> None:
     with pipeline(redis, redis_url, tmp_path) as system, system.worker("ov-gone") as process:
-        overview = lambda: system.api("GET", "/api/overview").json()  # noqa: E731
+
+        def overview() -> dict[str, object]:
+            found: dict[str, object] = system.api("GET", "/api/overview").json()
+            return found
+
         assert wait_until(lambda: _beating(overview(), "ov-gone"), 30)
         process.kill()  # no goodbye: RQ's key outlives it, flowhooks' liveness key does not
         process.wait(timeout=10)
