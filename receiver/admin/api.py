@@ -46,6 +46,7 @@ def build(admin: Admin) -> ASGIApp:
         Route("/events/{source}/{id:path}/replay", _answers(api.replay), methods=["POST"]),
         Route("/events/{source}/{id:path}", _answers(api.event), methods=["GET"]),
         Route("/dlq", _answers(api.dead_letters), methods=["GET"]),
+        Route("/dlq/replay", _answers(api.replay_dead_matching), methods=["POST"]),
         Route("/dlq/{job}/replay", _answers(api.replay_dead), methods=["POST"]),
         Route("/dlq/{job}", _answers(api.delete_dead), methods=["DELETE"]),
         Route("/silences", _answers(api.silences), methods=["GET"]),
@@ -244,6 +245,21 @@ class _Api:
         limit, offset = queries.page(params)
         total, found = await self.run(Store.dead_letters, limit, offset)
         return reply(200, found, **{"x-total-count": str(total)})
+
+    async def replay_dead_matching(self, request: Request) -> Response:
+        """Replay every dead job of ``action`` whose reason contains ``reason``; with
+        ``dryRun=true`` only count them."""
+        params = _params(request)
+        queries.known(params, ("action", "reason", "dryRun"))
+        action = queries.text(queries.one(params, "action"), "action", SOURCE_NAME)
+        reason = queries.text(queries.one(params, "reason"), "reason")
+        if queries.flag(queries.one(params, "dryRun"), "dryRun"):
+            found = await self.run(Store.dead_matching, action, reason)
+            return reply(200, {"matched": len(found), "jobs": [d["job"] for d in found]})
+        replayed, gone = await self.run(Store.replay_matching, action, reason)
+        extra = {"action": action, "reason": reason, "replayed": replayed, "gone": gone}
+        log.info("dead letters replayed", extra=extra)
+        return reply(200, {"replayed": replayed, "gone": gone})
 
     async def _dead(
         self, request: Request, call: Callable[[Store, str], None], done: str

@@ -72,6 +72,8 @@ NOTICES = {
     "acknowledged": "The incident is acknowledged: no repeats until it resolves.",
     "resolved": "The incident is resolved.",
     "no-incident": "That incident is no longer open.",
+    "changed": "The dead letters changed since the page was shown: check the count again.",
+    "bulk": "{n} dead job(s) queued again.",
     "ended": "Every session has ended, yours too.",
 }
 """What a redirect's ``?notice=`` may say: fixed texts, never the client's."""
@@ -94,10 +96,13 @@ def build(admin: Admin) -> ASGIApp:
         page("/incidents", pages.incidents),
         page("/incidents/{id}/acknowledge", pages.acknowledge, "POST"),
         page("/incidents/{id}/resolve", pages.resolve, "POST"),
+        page("/deliveries", pages.deliveries),
+        page("/deliveries/{action}", pages.deliveries),
         page("/events", pages.events),
         page("/events/{source}/{id:path}/replay", pages.replay, "POST"),
         page("/events/{source}/{id:path}", pages.event),
         page("/dlq", pages.dead_letters),
+        page("/dlq/replay", pages.replay_dead_matching, "POST"),
         page("/dlq/{job}/replay", pages.replay_dead, "POST"),
         page("/dlq/{job}/delete", pages.delete_dead, "POST"),
         page("/silences", pages.silences),
@@ -163,7 +168,7 @@ class _Pages:
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         session = getattr(request.state, "session", "")
         context.setdefault("refresh", None)
-        context.setdefault("notice", NOTICES.get(request.query_params.get("notice", "")))
+        context.setdefault("notice", _notice(request))
         text = self.env.get_template(name).render(
             csrf=self.admin.keys.csrf(session) if session else "",
             signed_in=bool(session) and name != "login.html",
@@ -320,6 +325,29 @@ class _Pages:
             f"/ui/incidents?notice={'resolved' if done else 'no-incident'}", 303
         )
 
+    # deliveries
+
+    async def deliveries(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("outcome",))
+        outcome = queries.one(params, "outcome") or None
+        queries.choice(outcome, "outcome", queries.OUTCOMES)
+        actions = await self.run(Store.actions)
+        action = request.path_params.get("action") or (actions[0] if actions else None)
+        if action is not None and action not in actions:
+            return self.render(request, "error.html", 404, message="No such action has deliveries.")
+        found = await self.run(Store.attempts, action, outcome) if action else []
+        return self.render(
+            request,
+            "deliveries.html",
+            actions=actions,
+            action=action,
+            outcome=outcome,
+            outcomes=queries.OUTCOMES,
+            rows=found[: PAGE_SIZE * 4],
+            total=len(found),
+        )
+
     # events
 
     async def events(self, request: Request) -> Response:
@@ -402,8 +430,37 @@ class _Pages:
     # dead letters
 
     async def dead_letters(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("action", "reason", "notice", "n"))
+        action, reason = _dead_filters(params)
         total, rows = await self.run(Store.dead_letters, queries.MAX_LIMIT, 0)
-        return self.render(request, "dlq.html", rows=rows, total=total, refresh=REFRESH_SECONDS)
+        filtered = action is not None or reason is not None
+        if filtered:
+            rows = await self.run(Store.dead_matching, action, reason)
+        return self.render(
+            request,
+            "dlq.html",
+            rows=rows,
+            total=total,
+            filtered=filtered,
+            matched=len(rows) if filtered else total,
+            form={"action": action or "", "reason": reason or ""},
+            refresh=None if filtered else REFRESH_SECONDS,
+        )
+
+    async def replay_dead_matching(self, request: Request) -> Response:
+        """Replay what the filters select, if it is still as many as the page showed."""
+        form = await self._form(request)
+        action, reason = _dead_filters(form)
+        kept = urlencode({k: v for k, v in (("action", action), ("reason", reason)) if v})
+        expected = queries.one(form, "expected") or ""
+        found = await self.run(Store.dead_matching, action, reason)
+        if str(len(found)) != expected:
+            return RedirectResponse(f"/ui/dlq?{kept}&notice=changed", 303)
+        replayed, gone = await self.run(Store.replay_matching, action, reason)
+        extra = {"action": action, "reason": reason, "replayed": replayed, "gone": gone}
+        log.info("dead letters replayed", extra=extra)
+        return RedirectResponse(f"/ui/dlq?notice=bulk&n={replayed}", 303)
 
     async def _dead(
         self, request: Request, call: Callable[[Store, str], None], done: str
@@ -467,6 +524,22 @@ class _Pages:
             if ended is not None:
                 log.info("silence expired", extra={"silence_id": silence_id})
         return RedirectResponse("/ui/silences?notice=expired", 303)
+
+
+def _notice(request: Request) -> str | None:
+    """The redirect's notice: a fixed text, with a count where it has one."""
+    text = NOTICES.get(request.query_params.get("notice", ""))
+    count = request.query_params.get("n", "")
+    if text is None or "{n}" not in text:
+        return text
+    return text.format(n=int(count)) if count.isdigit() and len(count) < 10 else None
+
+
+def _dead_filters(params: Mapping[str, list[str]]) -> tuple[str | None, str | None]:
+    """The dead letters' ``action`` and ``reason`` filters ('' is none)."""
+    action = queries.one(params, "action") or None
+    reason = queries.one(params, "reason") or None
+    return queries.text(action, "action", SOURCE_NAME), queries.text(reason, "reason")
 
 
 def _params(request: Request) -> dict[str, list[str]]:

@@ -120,6 +120,12 @@ class Store:
         ids = deadletters.ids(self.conn, offset=offset, limit=limit, newest=True)
         return deadletters.count(self.conn), deadletters.summaries(self.conn, ids)
 
+    def dead_matching(self, action: str | None, reason: str | None) -> list[dict[str, Any]]:
+        return deadletters.matching(self.conn, action=action, reason=reason)
+
+    def replay_matching(self, action: str | None, reason: str | None) -> tuple[int, int]:
+        return deadletters.replay_matching(self.conn, action=action, reason=reason)
+
     def replay_dead(self, job_id: str) -> None:
         """Raise :class:`config.deadletters.Missing`."""
         deadletters.replay(self.conn, job_id)
