@@ -51,6 +51,7 @@ def build(admin: Admin) -> ASGIApp:
         Route("/dlq/{job}", _answers(api.delete_dead), methods=["DELETE"]),
         Route("/silences", _answers(api.silences), methods=["GET"]),
         Route("/silences", _answers(api.add_silence), methods=["POST"]),
+        Route("/silences/preview", _answers(api.preview_silence), methods=["GET"]),
         Route("/silences/{id}", _answers(api.expire_silence), methods=["DELETE"]),
         Route("/metrics/summary", _answers(api.summary), methods=["GET"]),
         Route("/overview", _answers(api.overview), methods=["GET"]),
@@ -124,10 +125,11 @@ class _Api:
 
     async def events(self, request: Request) -> Response:
         params = _params(request)
-        queries.known(params, (*queries.EVENT_FILTERS, "limit", "offset"))
+        queries.known(params, (*queries.EVENT_FILTERS, "q", "limit", "offset"))
         filters = queries.event_filters(params)
+        text = queries.text(queries.one(params, "q"), "q")
         limit, offset = queries.page(params)
-        total, found = await self.run(Store.events, filters, limit, offset)
+        total, found = await self.run(Store.events, filters, limit, offset, text)
         return reply(200, found, **{"x-total-count": str(total)})
 
     async def _ref(self, request: Request) -> str | Response:
@@ -307,6 +309,20 @@ class _Api:
             raise BadRequest(str(exc)) from None
         log.info("silence added", extra={"silence_id": made["id"], "author": made["author"]})
         return reply(201, made)
+
+    async def preview_silence(self, request: Request) -> Response:
+        """How many events of the last ``hours`` (24) the ``matcher`` list would match."""
+        params = _params(request)
+        queries.known(params, ("matcher", "hours"))
+        matchers = params.get("matcher") or []
+        if not 1 <= len(matchers) <= queries.MAX_MATCHERS:
+            raise BadRequest(f"matcher: give 1 to {queries.MAX_MATCHERS}")
+        hours = queries.window_hours(queries.one(params, "hours"))
+        try:
+            found = await self.run(Store.silence_preview, matchers, hours)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return reply(200, {"matchers": matchers, "windowHours": hours, "matched": found})
 
     async def expire_silence(self, request: Request) -> Response:
         queries.known(_params(request), ())

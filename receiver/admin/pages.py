@@ -30,6 +30,7 @@ from config.deadletters import Missing
 from config.eventlog import Filters
 from config.events import Event
 from config.incidents import INCIDENT_ID
+from config.matchers import Matcher
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
 from receiver.admin import charts, queries, reports, sessions
@@ -129,6 +130,7 @@ def environment() -> jinja2.Environment:
         value, indent=indent, ensure_ascii=False, sort_keys=True, default=str
     )
     env.filters["duration"] = reports.duration
+    env.filters["readable"] = reports.readable
     env.filters["minutes"] = lambda m: reports.duration(int(m) * 60)
     env.filters["kindclass"] = lambda kind: re.sub(r"[^a-z]+", "-", str(kind or "other"))
     return env
@@ -352,13 +354,14 @@ class _Pages:
 
     async def events(self, request: Request) -> Response:
         params = {k: v for k, v in _params(request).items() if v != [""]}
-        form = {name: (params.get(name) or [""])[0] for name in queries.EVENT_FILTERS}
+        form = {name: (params.get(name) or [""])[0] for name in (*queries.EVENT_FILTERS, "q")}
         paused = (params.pop("refresh", None) or [""])[0] == "off"
         page = queries.integer(
             queries.one(params, "page"), "page", default=1, low=1, high=queries.MAX_OFFSET
         )
         try:
             filters = _filters(params)
+            text = queries.text(queries.one(params, "q"), "q")
         except BadRequest as exc:
             return self.render(
                 request,
@@ -375,7 +378,7 @@ class _Pages:
                 paused=paused,
             )
         offset = (page - 1) * PAGE_SIZE
-        total, rows = await self.run(Store.events, filters, PAGE_SIZE, offset)
+        total, rows = await self.run(Store.events, filters, PAGE_SIZE, offset, text)
         kept = {name: value for name, value in form.items() if value}
         return self.render(
             request,
@@ -404,7 +407,14 @@ class _Pages:
         found = await self.run(Store.event, ref) if ref else None
         if found is None:
             return self.render(request, "error.html", 404, message="There is no such event.")
-        return self.render(request, "event.html", detail=found, views=_views(found))
+        return self.render(
+            request,
+            "event.html",
+            detail=found,
+            views=_views(found),
+            etlworks=self.admin.execution_page(found["event"]),
+            silence=urlencode({"matchers": "\n".join(_silence_matchers(found["event"]))}),
+        )
 
     async def replay(self, request: Request) -> Response:
         form = await self._form(request)
@@ -484,15 +494,33 @@ class _Pages:
     # silences
 
     async def silences(self, request: Request) -> Response:
-        ended = request.query_params.get("all") == "true"
+        params = _params(request)
+        queries.known(params, ("all", "matchers", "notice"))
+        ended = queries.one(params, "all") == "true"
         found = await self.run(Store.silences, ended=ended)
+        given = queries.one(params, "matchers")
+        form, preview, error = {}, None, None
+        if given is not None:
+            form = {"matchers": given[: queries.MAX_MATCHER * queries.MAX_MATCHERS]}
+            matchers = _lines(form["matchers"])
+            try:
+                preview = await self.run(Store.silence_preview, matchers, PREVIEW_HOURS)
+            except ValueError as exc:
+                error = str(exc)
         return self.render(
-            request, "silences.html", silences=found, ended=ended, error=None, form={}
+            request,
+            "silences.html",
+            silences=found,
+            ended=ended,
+            error=error,
+            form=form,
+            preview=preview,
+            preview_hours=PREVIEW_HOURS,
         )
 
     async def add_silence(self, request: Request) -> Response:
         form = {k: v[0] for k, v in (await self._form(request)).items()}
-        matchers = [line.strip() for line in form.get("matchers", "").splitlines() if line.strip()]
+        matchers = _lines(form.get("matchers", ""))
         body: dict[str, Any] = {
             "matchers": matchers,
             "duration": form.get("duration", "").strip(),
@@ -524,6 +552,24 @@ class _Pages:
             if ended is not None:
                 log.info("silence expired", extra={"silence_id": silence_id})
         return RedirectResponse("/ui/silences?notice=expired", 303)
+
+
+PREVIEW_HOURS = 24
+"""How far back the silence form counts the events a silence would have matched."""
+SILENCED_LABELS = ("source", "flow_id", "flow_name")
+"""The labels "silence this flow" fills the silence form with, those the event has."""
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _silence_matchers(event: Mapping[str, Any]) -> list[str]:
+    """Matchers for the event's flow, as a silence takes them."""
+    labels = [(name, event.get(name)) for name in SILENCED_LABELS]
+    if event.get("flow_id"):  # the flow's id names it; its name may change
+        labels = [(n, v) for n, v in labels if n != "flow_name"]
+    return [str(Matcher(name, "=", str(value), None)) for name, value in labels if value]
 
 
 def _notice(request: Request) -> str | None:

@@ -6,6 +6,7 @@ Etlworks run, a synthetic follow-up) shows up without a change here; entries tha
 ``delivery_id`` (a notification, an action) are also gathered per delivery, in order.
 """
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,36 @@ FAILED = frozenset({"flow.failed", "flow.timeout"})
 def row(event: Mapping[str, Any]) -> dict[str, Any]:
     """An event for a list: everything but the payload as received."""
     return {name: value for name, value in event.items() if name != "raw"}
+
+
+SEARCHED = ("id", "flow_name", "flow_id", "error")
+"""The fields a free-text search looks in."""
+
+
+def mentions(event: Mapping[str, Any], text: str) -> bool:
+    """Whether the event's id, flow name, flow id or error contains ``text`` (case aside)."""
+    wanted = text.casefold()
+    return any(wanted in str(event.get(name) or "").casefold() for name in SEARCHED)
+
+
+def readable(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A timeline entry's own fields as a person reads them: names with spaces, durations in
+    words (``duration_ms``, ``wait_s``), lists joined, anything nested as JSON."""
+    return [_readable(name, value) for name, value in fields.items()]
+
+
+def _readable(name: str, value: Any) -> tuple[str, str]:
+    label = name.replace("_", " ")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and name.endswith("_ms"):
+        return label.removesuffix(" ms"), duration(value / 1000)
+    if number and name.endswith("_s"):
+        return label.removesuffix(" s"), duration(float(value))
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return label, ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list):
+        return label, json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return label, "" if value is None else str(value)
 
 
 def _entries(timeline: Iterable[object]) -> list[dict[str, Any]]:

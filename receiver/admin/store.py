@@ -39,9 +39,30 @@ class Store:
 
     # events
 
-    def events(self, filters: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
-        total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
-        return total, [reports.row(e) for e in found]
+    def events(
+        self, filters: Filters, limit: int, offset: int, text: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A page of the events ``filters`` pass, newest first; with ``text``, only those whose
+        id, flow name, flow id or error contains it (case aside): every event of the window is
+        read then."""
+        if text is None:
+            total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
+            return total, [reports.row(e) for e in found]
+        total, page = 0, []
+        for stored in eventlog.scan(self.conn, filters):
+            if filters.accepts(stored.event) and reports.mentions(stored.event, text):
+                if offset <= total < offset + limit:
+                    page.append(reports.row(stored.event))
+                total += 1
+        return total, page
+
+    def silence_preview(self, matchers: list[str], hours: float) -> int:
+        """How many events received in the last ``hours`` a silence of ``matchers`` would
+        match; raise ``ValueError`` for a matcher that cannot be used."""
+        until = int(self.clock() * 1000)
+        window = Filters(since_ms=until - int(hours * 3600 * 1000), until_ms=until)
+        events = (stored.event for stored in eventlog.scan(self.conn, window))
+        return silences.would_match(matchers, events)
 
     def find(self, event_id: str, source: str | None = None) -> list[str]:
         """Refs of the events with this id (in ``source``); ``event_id`` may be a ref."""
