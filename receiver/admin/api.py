@@ -24,7 +24,7 @@ from config.deadletters import Missing
 from config.incidents import INCIDENT_ID
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
-from receiver.admin import openapi, queries
+from receiver.admin import openapi_console, queries
 from receiver.admin.queries import BadRequest
 from receiver.admin.site import Admin, TooLarge, reply
 from receiver.admin.store import NoSuchEvent, Store
@@ -116,7 +116,7 @@ class _Api:
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
         self.run = admin.run
-        self._document = json.dumps(openapi.document())
+        self._document = json.dumps(openapi_console.document())
 
     async def document(self, request: Request) -> Response:
         return Response(self._document, media_type="application/json")
