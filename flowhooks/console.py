@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from config import activity, deadletters, incidents
-from flowhooks.common import Group, Target, fail, redis_option, usage
+from flowhooks.common import Command, Group, Target, fail, redis_option, usage
 from flowhooks.operations import _user
 from flowhooks.output import Output, document, lines, output_option, table, when
 from receiver.admin import health, sessions
@@ -18,7 +18,7 @@ from receiver.admin.queries import MAX_MINUTES, OUTCOMES
 from receiver.admin.reports import duration
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--minutes",
     type=click.IntRange(5, MAX_MINUTES),
