@@ -131,3 +131,37 @@ def purge(conn: "Redis") -> int:
         except Missing:  # deleted or replayed meanwhile
             continue
     return len(found)
+
+
+def matching(
+    conn: "Redis", *, action: str | None = None, reason: str | None = None
+) -> list[dict[str, Any]]:
+    """:func:`summary` of every dead job of ``action`` whose reason contains ``reason`` (case
+    aside), the oldest first; with neither, every dead job."""
+    wanted = reason.casefold() if reason else None
+    found = []
+    every = ids(conn)
+    for start in range(0, len(every), 500):
+        for dead_job in summaries(conn, every[start : start + 500]):
+            if action is not None and dead_job.get("action") != action:
+                continue
+            if wanted is not None and wanted not in str(dead_job.get("reason", "")).casefold():
+                continue
+            found.append(dead_job)
+    return found
+
+
+def replay_matching(
+    conn: "Redis", *, action: str | None = None, reason: str | None = None
+) -> tuple[int, int]:
+    """Replay every dead job :func:`matching` selects; how many were queued again, and how many
+    had gone meanwhile (replayed or deleted by someone else, or expired)."""
+    replayed = gone = 0
+    for dead_job in matching(conn, action=action, reason=reason):
+        try:
+            replay(conn, str(dead_job["job"]))
+        except Missing:
+            gone += 1
+        else:
+            replayed += 1
+    return replayed, gone

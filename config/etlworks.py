@@ -15,7 +15,7 @@ source's, else the only one there is.
 """
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
@@ -76,6 +76,10 @@ class Instance(Strict):
     url: str
     api_key: Secret
     timeout: Positive = 30.0
+    ui_url: str | None = None
+    """An execution's page in Etlworks' own UI, with ``{flow_id}`` and ``{audit_id}`` in it:
+    the console links each event's run there."""
+
     reconcile: Reconcile | bool = True
     """Read the execution history for runs whose webhook never came (on by default for an
     instance a source names; ``false`` turns it off, ``{interval: 5m, ...}`` tunes it)."""
@@ -94,6 +98,27 @@ class Instance(Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
         return url.rstrip("/")
+
+    @field_validator("ui_url")
+    @classmethod
+    def _page(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        try:
+            url.format(flow_id="", audit_id="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may hold {flow_id} and {audit_id}, and no other {...}") from None
+        return url
+
+    def execution_page(self, flow_id: str, audit_id: str) -> str | None:
+        """The run's page in Etlworks' UI (``None`` without ``ui_url``)."""
+        if self.ui_url is None:
+            return None
+        flow, audit = quote(flow_id, safe=""), quote(audit_id, safe="")
+        return self.ui_url.format(flow_id=flow, audit_id=audit)
 
 
 class RunAction(Strict):

@@ -164,3 +164,17 @@ def matching(
 ) -> Silence | None:
     """The first active silence that matches the event, if any. Pure."""
     return next((s for s in silences if s.active(at) and s.matches(labels, tags)), None)
+
+
+def would_match(matchers: Sequence[str], events: Iterable[Mapping[str, object]]) -> int:
+    """How many of ``events`` a silence of ``matchers`` would match (the workers' labels: the
+    event's own and ``consecutive_failures``, which a stored event does not carry). Raise
+    ``ValueError`` for a matcher that cannot be used."""
+    parsed = [parse(m, MATCHABLE, CLOSED) for m in _checked(matchers)]
+    found = 0
+    for event in events:
+        labels = {name: str(event.get(name) or "") for name in MATCHABLE}
+        given = event.get("tags")
+        tags = [str(t) for t in given] if isinstance(given, list) else []
+        found += all(m.matches(labels, tags) for m in parsed)
+    return found

@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 from redis.exceptions import RedisError
 
-from flowhooks import devstate
+from flowhooks import console, devstate
 from flowhooks.common import (
     CONTEXT,
     Group,
@@ -46,7 +46,7 @@ def main() -> None:
     2 the command line, a setting or the config file is wrong."""
 
 
-for group in (events, routes, silence, dlq, etlworks):
+for group in (events, routes, silence, dlq, etlworks, *console.COMMANDS):
     main.add_command(group)
 
 

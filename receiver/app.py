@@ -107,7 +107,8 @@ class _Receiver:
         self.bodies = BodyReader(settings.max_body_bytes, settings.body_timeout)
         self._counters: dict[tuple[str, str], Any] = {}
         token = settings.admin_token
-        self.admin = Admin(settings, token, clock) if token is not None else None
+        current = lambda: self.config  # noqa: E731 (the config a reload put in place)
+        self.admin = Admin(settings, token, clock, current) if token is not None else None
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -37,7 +37,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from config import deadletters, eventlog, keys
+from config import activity, deadletters, eventlog, keys
 from config.base import DERIVED
 from config.events import LABELS
 from config.schema import Action, Config, RetryPolicy
@@ -81,6 +81,7 @@ class Incident:
     opened_at: float
     last_notified_at: float
     resolve: bool
+    acknowledged: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,9 @@ def plan(
             acting = acts(config, action)
             if reason is None and failure and incident is not None and not acting:
                 since = at.timestamp() - incident.last_notified_at
-                if since < route.repeat_interval:
+                if incident.acknowledged:  # by hand, in the console: quiet until it resolves
+                    reason, detail = "acknowledged", "the incident is acknowledged"
+                elif since < route.repeat_interval:
                     reason = "repeat_interval"
                     detail = (
                         f"notified {int(since)}s ago, repeat_interval {int(route.repeat_interval)}s"
@@ -218,6 +221,7 @@ def load_state(
                     opened_at=float(fields["opened_at"]),
                     last_notified_at=float(fields["last_notified_at"]),
                     resolve=fields["resolve"] == "1",
+                    acknowledged="acked_at" in fields,
                 )
             )
     return found, incidents
@@ -740,6 +744,14 @@ class Deliverer:
         return str(job.id)
 
     def _timeline(self, spec: Spec, stage: str, conn: Any = None, **fields: Any) -> None:
+        if conn is None:  # one round trip for the entries and the console's counts
+            with self.conn.pipeline(transaction=False) as pipe:
+                self._timeline(spec, stage, pipe, **fields)
+                pipe.execute()
+            return
+        entry = {"stage": stage, "kind": spec.kind, "route": spec.route, **fields}
+        entry["delivery_id"] = spec.delivery_id
+        activity.outcome(conn, spec.action, spec.ref, entry, time.time())
         for ref in spec.refs or (spec.ref,):
             eventlog.append(
                 conn or self.conn,

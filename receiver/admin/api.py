@@ -21,9 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from config import keys
 from config.deadletters import Missing
+from config.incidents import INCIDENT_ID
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
-from receiver.admin import openapi, queries
+from receiver.admin import openapi_console, queries
 from receiver.admin.queries import BadRequest
 from receiver.admin.site import Admin, TooLarge, reply
 from receiver.admin.store import NoSuchEvent, Store
@@ -45,12 +46,21 @@ def build(admin: Admin) -> ASGIApp:
         Route("/events/{source}/{id:path}/replay", _answers(api.replay), methods=["POST"]),
         Route("/events/{source}/{id:path}", _answers(api.event), methods=["GET"]),
         Route("/dlq", _answers(api.dead_letters), methods=["GET"]),
+        Route("/dlq/replay", _answers(api.replay_dead_matching), methods=["POST"]),
         Route("/dlq/{job}/replay", _answers(api.replay_dead), methods=["POST"]),
         Route("/dlq/{job}", _answers(api.delete_dead), methods=["DELETE"]),
         Route("/silences", _answers(api.silences), methods=["GET"]),
         Route("/silences", _answers(api.add_silence), methods=["POST"]),
+        Route("/silences/preview", _answers(api.preview_silence), methods=["GET"]),
         Route("/silences/{id}", _answers(api.expire_silence), methods=["DELETE"]),
         Route("/metrics/summary", _answers(api.summary), methods=["GET"]),
+        Route("/overview", _answers(api.overview), methods=["GET"]),
+        Route("/incidents", _answers(api.incidents), methods=["GET"]),
+        Route("/incidents/{id}/acknowledge", _answers(api.acknowledge), methods=["POST"]),
+        Route("/incidents/{id}/resolve", _answers(api.resolve), methods=["POST"]),
+        Route("/deliveries", _answers(api.actions), methods=["GET"]),
+        Route("/deliveries/{action}", _answers(api.attempts), methods=["GET"]),
+        Route("/sessions", _answers(api.end_sessions), methods=["DELETE"]),
     ]
     router = Router(routes, redirect_slashes=False, default=_not_found)
     return _Guard(router, admin)
@@ -106,7 +116,7 @@ class _Api:
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
         self.run = admin.run
-        self._document = json.dumps(openapi.document())
+        self._document = json.dumps(openapi_console.document())
 
     async def document(self, request: Request) -> Response:
         return Response(self._document, media_type="application/json")
@@ -115,10 +125,11 @@ class _Api:
 
     async def events(self, request: Request) -> Response:
         params = _params(request)
-        queries.known(params, (*queries.EVENT_FILTERS, "limit", "offset"))
+        queries.known(params, (*queries.EVENT_FILTERS, "q", "limit", "offset"))
         filters = queries.event_filters(params)
+        text = queries.text(queries.one(params, "q"), "q")
         limit, offset = queries.page(params)
-        total, found = await self.run(Store.events, filters, limit, offset)
+        total, found = await self.run(Store.events, filters, limit, offset, text)
         return reply(200, found, **{"x-total-count": str(total)})
 
     async def _ref(self, request: Request) -> str | Response:
@@ -174,6 +185,60 @@ class _Api:
         hours = queries.window_hours(queries.one(params, "windowHours"))
         return reply(200, await self.run(Store.summary, hours))
 
+    async def overview(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("minutes",))
+        minutes = queries.minutes(queries.one(params, "minutes"))
+        return reply(200, await self.run(Store.overview, minutes))
+
+    # incidents
+
+    async def incidents(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        return reply(200, await self.run(Store.incidents))
+
+    async def acknowledge(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("by",))
+        by = queries.text(queries.one(params, "by"), "by") or "api"
+        incident_id = request.path_params["id"]
+        if re_ok(INCIDENT_ID, incident_id) and await self.run(Store.acknowledge, incident_id, by):
+            log.info("incident acknowledged", extra={"incident": incident_id, "author": by})
+            return reply(200, {"id": incident_id, "acknowledged": True, "by": by})
+        return reply(404, {"error": "no such open incident"})
+
+    async def resolve(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        incident_id = request.path_params["id"]
+        if re_ok(INCIDENT_ID, incident_id) and await self.run(Store.resolve, incident_id):
+            log.info("incident resolved by hand", extra={"incident": incident_id})
+            return reply(200, {"id": incident_id, "resolved": True})
+        return reply(404, {"error": "no such open incident"})
+
+    # deliveries
+
+    async def actions(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        return reply(200, await self.run(Store.actions))
+
+    async def attempts(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("outcome", "limit", "offset"))
+        outcome = queries.choice(queries.one(params, "outcome"), "outcome", queries.OUTCOMES)
+        limit, offset = queries.page(params)
+        action = queries.path_value(request.path_params["action"], "action", SOURCE_NAME)
+        found = await self.run(Store.attempts, action, outcome)
+        page = found[offset : offset + limit]
+        return reply(200, page, **{"x-total-count": str(len(found))})
+
+    # sessions
+
+    async def end_sessions(self, request: Request) -> Response:
+        queries.known(_params(request), ())
+        ended = await self.run(Store.end_sessions)
+        log.info("admin sessions ended", extra={"sessions": ended})
+        return reply(200, {"ended": ended})
+
     # dead letters
 
     async def dead_letters(self, request: Request) -> Response:
@@ -182,6 +247,21 @@ class _Api:
         limit, offset = queries.page(params)
         total, found = await self.run(Store.dead_letters, limit, offset)
         return reply(200, found, **{"x-total-count": str(total)})
+
+    async def replay_dead_matching(self, request: Request) -> Response:
+        """Replay every dead job of ``action`` whose reason contains ``reason``; with
+        ``dryRun=true`` only count them."""
+        params = _params(request)
+        queries.known(params, ("action", "reason", "dryRun"))
+        action = queries.text(queries.one(params, "action"), "action", SOURCE_NAME)
+        reason = queries.text(queries.one(params, "reason"), "reason")
+        if queries.flag(queries.one(params, "dryRun"), "dryRun"):
+            found = await self.run(Store.dead_matching, action, reason)
+            return reply(200, {"matched": len(found), "jobs": [d["job"] for d in found]})
+        replayed, gone = await self.run(Store.replay_matching, action, reason)
+        extra = {"action": action, "reason": reason, "replayed": replayed, "gone": gone}
+        log.info("dead letters replayed", extra=extra)
+        return reply(200, {"replayed": replayed, "gone": gone})
 
     async def _dead(
         self, request: Request, call: Callable[[Store, str], None], done: str
@@ -229,6 +309,20 @@ class _Api:
             raise BadRequest(str(exc)) from None
         log.info("silence added", extra={"silence_id": made["id"], "author": made["author"]})
         return reply(201, made)
+
+    async def preview_silence(self, request: Request) -> Response:
+        """How many events of the last ``hours`` (24) the ``matcher`` list would match."""
+        params = _params(request)
+        queries.known(params, ("matcher", "hours"))
+        matchers = params.get("matcher") or []
+        if not 1 <= len(matchers) <= queries.MAX_MATCHERS:
+            raise BadRequest(f"matcher: give 1 to {queries.MAX_MATCHERS}")
+        hours = queries.window_hours(queries.one(params, "hours"))
+        try:
+            found = await self.run(Store.silence_preview, matchers, hours)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return reply(200, {"matchers": matchers, "windowHours": hours, "matched": found})
 
     async def expire_silence(self, request: Request) -> Response:
         queries.known(_params(request), ())

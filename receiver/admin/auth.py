@@ -1,10 +1,12 @@
 """Who may use the admin API and pages: the holder of ``FLOWHOOKS_ADMIN_TOKEN``. Pure.
 
 The API takes the token itself (``Authorization: Bearer``). The pages take it once, in a login
-form, and then carry a session cookie whose value is derived from the token with HMAC and
-expires; the token is never stored in the browser. Their POST forms carry a CSRF token derived
-from the session, so a page on another site cannot submit them (the cookie is also
-``SameSite=Strict``). Changing the token ends every session.
+form, and then carry a session cookie: a random session id, kept server-side in Redis
+(:mod:`receiver.admin.sessions`) under a name derived from it with an HMAC keyed by the token,
+so the token is never stored in the browser, logging out ends the session, and changing the
+token ends every session. POST forms carry a CSRF token derived from the session; the login
+form, before there is a session, one derived from a random value in a cookie of its own (a
+page on another site can neither read that cookie nor set it: both are ``SameSite=Strict``).
 
 Every comparison runs in constant time, over HMACs of equal length, so neither the token nor
 its length shows in the timing.
@@ -12,12 +14,20 @@ its length shows in the timing.
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping
 
 from pydantic import SecretStr
 
 SESSION_SECONDS = 12 * 3600
 """How long a login lasts."""
+SESSION_ID = r"^[A-Za-z0-9_-]{43}$"
+"""What :func:`new_id` makes (32 random bytes, URL-safe base64)."""
+
+
+def new_id() -> str:
+    """A random session id (or login nonce)."""
+    return secrets.token_urlsafe(32)
 
 
 class Keys:
@@ -39,26 +49,24 @@ class Keys:
         scheme, _, given = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.token_ok(given.strip())
 
-    def session(self, now: float) -> str:
-        """A session value for a login at ``now``: its expiry and an HMAC of it."""
-        expires = str(int(now) + SESSION_SECONDS)
-        return f"{expires}.{self._mac(b'session', expires.encode()).hex()}"
-
-    def session_ok(self, value: str | None, now: float) -> bool:
-        if not value:
-            return False
-        expires, _, mac = value.partition(".")
-        if not expires.isdigit() or len(expires) > 12:
-            return False
-        wanted = self._mac(b"session", expires.encode()).hex()
-        return hmac.compare_digest(_bytes(mac), wanted.encode()) and now < int(expires)
+    def session_name(self, session_id: str) -> str:
+        """The name a session is kept under in Redis: neither the id (a copy of Redis grants
+        no session) nor the same for another token."""
+        return self._mac(b"session", _bytes(session_id)).hex()
 
     def csrf(self, session: str) -> str:
         """The CSRF token of a session's forms."""
-        return self._mac(b"csrf", session.encode()).hex()
+        return self._mac(b"csrf", _bytes(session)).hex()
 
     def csrf_ok(self, session: str, given: str) -> bool:
         return hmac.compare_digest(_bytes(given), self.csrf(session).encode())
+
+    def login_csrf(self, nonce: str) -> str:
+        """The CSRF token of the login form, whose nonce is in the login cookie."""
+        return self._mac(b"login", _bytes(nonce)).hex()
+
+    def login_csrf_ok(self, nonce: str, given: str) -> bool:
+        return bool(nonce) and hmac.compare_digest(_bytes(given), self.login_csrf(nonce).encode())
 
 
 def _bytes(text: str) -> bytes:

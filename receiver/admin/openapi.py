@@ -406,6 +406,11 @@ def document() -> dict[str, Any]:
                         ),
                         _instant("since", "at or after"),
                         _instant("until", "at or before"),
+                        _query(
+                            "q",
+                            "Whose id, flow name, flow id or error contains this (case aside)",
+                            {"type": "string", "minLength": 1, "maxLength": queries.MAX_TEXT},
+                        ),
                         *PAGE,
                     ],
                     "responses": {

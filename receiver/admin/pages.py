@@ -1,11 +1,13 @@
 """The admin web pages, ``/ui``: server-rendered (Jinja2, autoescaped, no script), behind the admin
 token given once in a login form.
 
-The login sets a session cookie (``Secure``, ``HttpOnly``, ``SameSite=Strict``, path ``/ui``)
-whose value is derived from the token (:mod:`receiver.admin.auth`); every POST form carries a
-CSRF token derived from the session. Pages answer with a Content-Security-Policy that allows no
-script at all and forms only to this site. Everything shown from an event is escaped by the
-templates.
+The login (throttled per client, with a CSRF token of its own) sets a session cookie
+(``Secure``, ``HttpOnly``, ``SameSite=Strict``, path ``/ui``) holding a random session id kept
+in Redis (:mod:`receiver.admin.sessions`); logging out ends it, and the admin can end them all.
+Every POST form carries a CSRF token derived from the session (:mod:`receiver.admin.auth`).
+Pages answer with a Content-Security-Policy that allows no script at all and forms only to
+this site. Everything shown from an event is escaped by the templates; charts are SVG drawn
+here (:mod:`receiver.admin.charts`).
 """
 
 import json
@@ -27,16 +29,26 @@ from config import keys
 from config.deadletters import Missing
 from config.eventlog import Filters
 from config.events import Event
+from config.incidents import INCIDENT_ID
+from config.matchers import Matcher
 from config.routejobs import Busy
 from config.schema import SOURCE_NAME
-from receiver.admin import queries
-from receiver.admin.auth import SESSION_SECONDS
+from receiver.admin import charts, queries, reports, sessions
+from receiver.admin.auth import SESSION_ID, SESSION_SECONDS, new_id
 from receiver.admin.queries import BadRequest
 from receiver.admin.site import Admin, TooLarge
 from receiver.admin.store import NoSuchEvent, Store
 
 log = logging.getLogger("flowhooks.admin")
 COOKIE = "flowhooks_session"
+LOGIN_COOKIE = "flowhooks_login"
+"""The login form's nonce, which its CSRF token is derived from."""
+COOKIE_FLAGS: dict[str, Any] = {
+    "path": "/ui",
+    "secure": True,
+    "httponly": True,
+    "samesite": "strict",
+}
 PAGE_SIZE = 50
 REFRESH_SECONDS = 10
 OPEN = ("/login", "/style.css")
@@ -57,6 +69,13 @@ NOTICES = {
     "gone": "That job is no longer in the dead-letter registry.",
     "silenced": "The silence is added.",
     "expired": "The silence has ended.",
+    "signed-out": "You are signed out.",
+    "acknowledged": "The incident is acknowledged: no repeats until it resolves.",
+    "resolved": "The incident is resolved.",
+    "no-incident": "That incident is no longer open.",
+    "changed": "The dead letters changed since the page was shown: check the count again.",
+    "bulk": "{n} dead job(s) queued again.",
+    "ended": "Every session has ended, yours too.",
 }
 """What a redirect's ``?notice=`` may say: fixed texts, never the client's."""
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -73,11 +92,18 @@ def build(admin: Admin) -> ASGIApp:
         page("/login", pages.login_form),
         page("/login", pages.login, "POST"),
         page("/logout", pages.logout, "POST"),
+        page("/sessions/end", pages.end_sessions, "POST"),
         page("/style.css", pages.style),
+        page("/incidents", pages.incidents),
+        page("/incidents/{id}/acknowledge", pages.acknowledge, "POST"),
+        page("/incidents/{id}/resolve", pages.resolve, "POST"),
+        page("/deliveries", pages.deliveries),
+        page("/deliveries/{action}", pages.deliveries),
         page("/events", pages.events),
         page("/events/{source}/{id:path}/replay", pages.replay, "POST"),
         page("/events/{source}/{id:path}", pages.event),
         page("/dlq", pages.dead_letters),
+        page("/dlq/replay", pages.replay_dead_matching, "POST"),
         page("/dlq/{job}/replay", pages.replay_dead, "POST"),
         page("/dlq/{job}/delete", pages.delete_dead, "POST"),
         page("/silences", pages.silences),
@@ -103,6 +129,9 @@ def environment() -> jinja2.Environment:
     env.filters["json"] = lambda value, indent=None: json.dumps(
         value, indent=indent, ensure_ascii=False, sort_keys=True, default=str
     )
+    env.filters["duration"] = reports.duration
+    env.filters["readable"] = reports.readable
+    env.filters["minutes"] = lambda m: reports.duration(int(m) * 60)
     env.filters["kindclass"] = lambda kind: re.sub(r"[^a-z]+", "-", str(kind or "other"))
     return env
 
@@ -112,20 +141,19 @@ def _guarded(pages: "_Pages", endpoint: Endpoint, open_: bool) -> Endpoint:
     page every endpoint shows for input it cannot use or a Redis that does not answer."""
 
     async def answer(request: Request) -> Response:
-        session = request.cookies.get(COOKIE)
-        now = pages.admin.clock()
-        if not open_ and not pages.admin.keys.session_ok(session, now):
-            response: Response = RedirectResponse("/ui/login", 303)
-        else:
-            request.state.session = session or ""
-            try:
+        try:
+            session = await pages.session(request)
+            if not open_ and not session:
+                response: Response = RedirectResponse("/ui/login", 303)
+            else:
+                request.state.session = session
                 response = await endpoint(request)
-            except BadRequest as exc:
-                response = pages.render(request, "error.html", 400, message=str(exc))
-            except RedisError as exc:
-                log.error("admin page failed: Redis", extra={"reason": type(exc).__name__})
-                message = "Redis is unavailable; try again in a moment."
-                response = pages.render(request, "error.html", 503, message=message)
+        except BadRequest as exc:
+            response = pages.render(request, "error.html", 400, message=str(exc))
+        except RedisError as exc:
+            log.error("admin page failed: Redis", extra={"reason": type(exc).__name__})
+            message = "Redis is unavailable; try again in a moment."
+            response = pages.render(request, "error.html", 503, message=message)
         response.headers.update(HEADERS)
         return response
 
@@ -142,13 +170,21 @@ class _Pages:
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         session = getattr(request.state, "session", "")
         context.setdefault("refresh", None)
-        context.setdefault("notice", NOTICES.get(request.query_params.get("notice", "")))
+        context.setdefault("notice", _notice(request))
         text = self.env.get_template(name).render(
             csrf=self.admin.keys.csrf(session) if session else "",
             signed_in=bool(session) and name != "login.html",
             **context,
         )
         return Response(text, status, media_type="text/html; charset=utf-8")
+
+    async def session(self, request: Request) -> str:
+        """The request's session id, when the session is alive; else ''. Raise ``RedisError``."""
+        given = request.cookies.get(COOKIE) or ""
+        if not re.fullmatch(SESSION_ID, given):
+            return ""
+        name = self.admin.keys.session_name(given)
+        return given if await self.admin.redis(sessions.alive, name) else ""
 
     async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -172,53 +208,160 @@ class _Pages:
     # sign in and out
 
     async def home(self, request: Request) -> Response:
-        return RedirectResponse("/ui/events", 303)
+        params = _params(request)
+        queries.known(params, ("minutes", "notice"))
+        minutes = queries.minutes(queries.one(params, "minutes"))
+        found = await self.run(Store.overview, minutes)
+        drawn = {
+            name: charts.bars(found[name], title)
+            for name, title in (
+                ("received", "Events received"),
+                ("delivered", "Deliveries made"),
+                ("failed", "Delivery failures"),
+            )
+        }
+        return self.render(
+            request,
+            "overview.html",
+            o=found,
+            charts=drawn,
+            spans=queries.SPANS,
+            refresh=REFRESH_SECONDS,
+        )
 
     async def style(self, request: Request) -> Response:
         return Response(self._style, media_type="text/css")
 
     async def login_form(self, request: Request) -> Response:
-        return self.render(request, "login.html", failed=False)
+        return self._login_page(request, 200)
+
+    def _login_page(self, request: Request, status: int, failed: str = "") -> Response:
+        """The login form, with a fresh nonce in its cookie and the CSRF token derived from it."""
+        nonce = new_id()
+        page = self.render(
+            request,
+            "login.html",
+            status,
+            failed=failed,
+            login_csrf=self.admin.keys.login_csrf(nonce),
+        )
+        page.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, **COOKIE_FLAGS)
+        return page
 
     async def login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        wait = await self.admin.redis(sessions.refused_for, client)
+        if wait:
+            log.warning("admin login throttled", extra={"remote": client})
+            failed = f"Too many failed sign-ins: try again in {wait} s."
+            page = self._login_page(request, 429, failed)
+            page.headers["retry-after"] = str(wait)
+            return page
         try:
             body = await self.admin.body(request)
         except (TooLarge, TimeoutError):
             raise BadRequest("the form could not be read") from None
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        nonce = request.cookies.get(LOGIN_COOKIE) or ""
+        if not self.admin.keys.login_csrf_ok(nonce, (form.get("csrf") or [""])[0]):
+            return self._login_page(request, 400, "The form has expired: sign in again.")
         if not self.admin.keys.token_ok((form.get("token") or [""])[0]):
-            remote = request.client.host if request.client else None
-            log.warning("admin login refused", extra={"remote": remote})
-            return self.render(request, "login.html", 401, failed=True)
-        response = RedirectResponse("/ui/events", 303)
-        response.set_cookie(
-            COOKIE,
-            self.admin.keys.session(self.admin.clock()),
-            max_age=SESSION_SECONDS,
-            path="/ui",
-            secure=True,
-            httponly=True,
-            samesite="strict",
-        )
+            await self.admin.redis(sessions.failed, client)
+            log.warning("admin login refused", extra={"remote": client})
+            return self._login_page(request, 401, "That is not the admin token.")
+        session = new_id()
+        name = self.admin.keys.session_name(session)
+        await self.admin.redis(sessions.start, name, self.admin.clock(), SESSION_SECONDS)
+        await self.admin.redis(sessions.succeeded, client)
+        log.info("admin signed in", extra={"remote": client})
+        response = RedirectResponse("/ui/", 303)
+        response.set_cookie(COOKIE, session, max_age=SESSION_SECONDS, **COOKIE_FLAGS)
+        response.delete_cookie(LOGIN_COOKIE, **COOKIE_FLAGS)
         return response
 
     async def logout(self, request: Request) -> Response:
         await self._form(request)
-        response = RedirectResponse("/ui/login", 303)
-        response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="strict")
+        name = self.admin.keys.session_name(request.state.session)
+        await self.admin.redis(sessions.end, name)
+        response = RedirectResponse("/ui/login?notice=signed-out", 303)
+        response.delete_cookie(COOKIE, **COOKIE_FLAGS)
         return response
+
+    async def end_sessions(self, request: Request) -> Response:
+        await self._form(request)
+        ended = await self.admin.redis(sessions.end_all, self.admin.clock())
+        log.info("admin sessions ended", extra={"sessions": ended})
+        response = RedirectResponse("/ui/login?notice=ended", 303)
+        response.delete_cookie(COOKIE, **COOKIE_FLAGS)
+        return response
+
+    # incidents
+
+    async def incidents(self, request: Request) -> Response:
+        found = await self.run(Store.incidents)
+        now = self.admin.clock()
+        return self.render(request, "incidents.html", rows=found, now=now, refresh=REFRESH_SECONDS)
+
+    async def acknowledge(self, request: Request) -> Response:
+        form = await self._form(request)
+        by = (form.get("by") or [""])[0].strip()[: queries.MAX_TEXT] or "console"
+        incident_id = request.path_params["id"]
+        done = bool(re.fullmatch(INCIDENT_ID, incident_id)) and await self.run(
+            Store.acknowledge, incident_id, by
+        )
+        if done:
+            log.info("incident acknowledged", extra={"incident": incident_id, "author": by})
+        return RedirectResponse(
+            f"/ui/incidents?notice={'acknowledged' if done else 'no-incident'}", 303
+        )
+
+    async def resolve(self, request: Request) -> Response:
+        await self._form(request)
+        incident_id = request.path_params["id"]
+        done = bool(re.fullmatch(INCIDENT_ID, incident_id)) and await self.run(
+            Store.resolve, incident_id
+        )
+        if done:
+            log.info("incident resolved by hand", extra={"incident": incident_id})
+        return RedirectResponse(
+            f"/ui/incidents?notice={'resolved' if done else 'no-incident'}", 303
+        )
+
+    # deliveries
+
+    async def deliveries(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("outcome",))
+        outcome = queries.one(params, "outcome") or None
+        queries.choice(outcome, "outcome", queries.OUTCOMES)
+        actions = await self.run(Store.actions)
+        action = request.path_params.get("action") or (actions[0] if actions else None)
+        if action is not None and action not in actions:
+            return self.render(request, "error.html", 404, message="No such action has deliveries.")
+        found = await self.run(Store.attempts, action, outcome) if action else []
+        return self.render(
+            request,
+            "deliveries.html",
+            actions=actions,
+            action=action,
+            outcome=outcome,
+            outcomes=queries.OUTCOMES,
+            rows=found[: PAGE_SIZE * 4],
+            total=len(found),
+        )
 
     # events
 
     async def events(self, request: Request) -> Response:
         params = {k: v for k, v in _params(request).items() if v != [""]}
-        form = {name: (params.get(name) or [""])[0] for name in queries.EVENT_FILTERS}
+        form = {name: (params.get(name) or [""])[0] for name in (*queries.EVENT_FILTERS, "q")}
         paused = (params.pop("refresh", None) or [""])[0] == "off"
         page = queries.integer(
             queries.one(params, "page"), "page", default=1, low=1, high=queries.MAX_OFFSET
         )
         try:
             filters = _filters(params)
+            text = queries.text(queries.one(params, "q"), "q")
         except BadRequest as exc:
             return self.render(
                 request,
@@ -235,7 +378,7 @@ class _Pages:
                 paused=paused,
             )
         offset = (page - 1) * PAGE_SIZE
-        total, rows = await self.run(Store.events, filters, PAGE_SIZE, offset)
+        total, rows = await self.run(Store.events, filters, PAGE_SIZE, offset, text)
         kept = {name: value for name, value in form.items() if value}
         return self.render(
             request,
@@ -264,7 +407,14 @@ class _Pages:
         found = await self.run(Store.event, ref) if ref else None
         if found is None:
             return self.render(request, "error.html", 404, message="There is no such event.")
-        return self.render(request, "event.html", detail=found, views=_views(found))
+        return self.render(
+            request,
+            "event.html",
+            detail=found,
+            views=_views(found),
+            etlworks=self.admin.execution_page(found["event"]),
+            silence=urlencode({"matchers": "\n".join(_silence_matchers(found["event"]))}),
+        )
 
     async def replay(self, request: Request) -> Response:
         form = await self._form(request)
@@ -290,8 +440,37 @@ class _Pages:
     # dead letters
 
     async def dead_letters(self, request: Request) -> Response:
+        params = _params(request)
+        queries.known(params, ("action", "reason", "notice", "n"))
+        action, reason = _dead_filters(params)
         total, rows = await self.run(Store.dead_letters, queries.MAX_LIMIT, 0)
-        return self.render(request, "dlq.html", rows=rows, total=total, refresh=REFRESH_SECONDS)
+        filtered = action is not None or reason is not None
+        if filtered:
+            rows = await self.run(Store.dead_matching, action, reason)
+        return self.render(
+            request,
+            "dlq.html",
+            rows=rows,
+            total=total,
+            filtered=filtered,
+            matched=len(rows) if filtered else total,
+            form={"action": action or "", "reason": reason or ""},
+            refresh=None if filtered else REFRESH_SECONDS,
+        )
+
+    async def replay_dead_matching(self, request: Request) -> Response:
+        """Replay what the filters select, if it is still as many as the page showed."""
+        form = await self._form(request)
+        action, reason = _dead_filters(form)
+        kept = urlencode({k: v for k, v in (("action", action), ("reason", reason)) if v})
+        expected = queries.one(form, "expected") or ""
+        found = await self.run(Store.dead_matching, action, reason)
+        if str(len(found)) != expected:
+            return RedirectResponse(f"/ui/dlq?{kept}&notice=changed", 303)
+        replayed, gone = await self.run(Store.replay_matching, action, reason)
+        extra = {"action": action, "reason": reason, "replayed": replayed, "gone": gone}
+        log.info("dead letters replayed", extra=extra)
+        return RedirectResponse(f"/ui/dlq?notice=bulk&n={replayed}", 303)
 
     async def _dead(
         self, request: Request, call: Callable[[Store, str], None], done: str
@@ -315,15 +494,33 @@ class _Pages:
     # silences
 
     async def silences(self, request: Request) -> Response:
-        ended = request.query_params.get("all") == "true"
+        params = _params(request)
+        queries.known(params, ("all", "matchers", "notice"))
+        ended = queries.one(params, "all") == "true"
         found = await self.run(Store.silences, ended=ended)
+        given = queries.one(params, "matchers")
+        form, preview, error = {}, None, None
+        if given is not None:
+            form = {"matchers": given[: queries.MAX_MATCHER * queries.MAX_MATCHERS]}
+            matchers = _lines(form["matchers"])
+            try:
+                preview = await self.run(Store.silence_preview, matchers, PREVIEW_HOURS)
+            except ValueError as exc:
+                error = str(exc)
         return self.render(
-            request, "silences.html", silences=found, ended=ended, error=None, form={}
+            request,
+            "silences.html",
+            silences=found,
+            ended=ended,
+            error=error,
+            form=form,
+            preview=preview,
+            preview_hours=PREVIEW_HOURS,
         )
 
     async def add_silence(self, request: Request) -> Response:
         form = {k: v[0] for k, v in (await self._form(request)).items()}
-        matchers = [line.strip() for line in form.get("matchers", "").splitlines() if line.strip()]
+        matchers = _lines(form.get("matchers", ""))
         body: dict[str, Any] = {
             "matchers": matchers,
             "duration": form.get("duration", "").strip(),
@@ -355,6 +552,40 @@ class _Pages:
             if ended is not None:
                 log.info("silence expired", extra={"silence_id": silence_id})
         return RedirectResponse("/ui/silences?notice=expired", 303)
+
+
+PREVIEW_HOURS = 24
+"""How far back the silence form counts the events a silence would have matched."""
+SILENCED_LABELS = ("source", "flow_id", "flow_name")
+"""The labels "silence this flow" fills the silence form with, those the event has."""
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _silence_matchers(event: Mapping[str, Any]) -> list[str]:
+    """Matchers for the event's flow, as a silence takes them."""
+    labels = [(name, event.get(name)) for name in SILENCED_LABELS]
+    if event.get("flow_id"):  # the flow's id names it; its name may change
+        labels = [(n, v) for n, v in labels if n != "flow_name"]
+    return [str(Matcher(name, "=", str(value), None)) for name, value in labels if value]
+
+
+def _notice(request: Request) -> str | None:
+    """The redirect's notice: a fixed text, with a count where it has one."""
+    text = NOTICES.get(request.query_params.get("notice", ""))
+    count = request.query_params.get("n", "")
+    if text is None or "{n}" not in text:
+        return text
+    return text.format(n=int(count)) if count.isdigit() and len(count) < 10 else None
+
+
+def _dead_filters(params: Mapping[str, list[str]]) -> tuple[str | None, str | None]:
+    """The dead letters' ``action`` and ``reason`` filters ('' is none)."""
+    action = queries.one(params, "action") or None
+    reason = queries.one(params, "reason") or None
+    return queries.text(action, "action", SOURCE_NAME), queries.text(reason, "reason")
 
 
 def _params(request: Request) -> dict[str, list[str]]:

@@ -146,6 +146,28 @@ def window_hours(text: str | None) -> float:
     return hours
 
 
+OUTCOMES = (
+    "delivered",
+    "done",
+    "unconfirmed",
+    "failed",
+    "dead_letter",
+    "skipped",
+    "paced",
+    "waiting",
+)
+"""What a delivery attempt may come to (``done``, ``unconfirmed`` and ``waiting``: an Etlworks
+action's; ``paced``: a notification that waits its turn)."""
+SPANS = (60, 180, 360, 1440)
+"""The windows the overview offers, in minutes (its counts are kept a day)."""
+MAX_MINUTES = 1440
+
+
+def minutes(text: str | None) -> int:
+    """The overview's window in minutes: 180 unless given."""
+    return integer(text, "minutes", default=180, low=5, high=MAX_MINUTES)
+
+
 def path_value(value: str, name: str, pattern: str) -> str:
     if not re.fullmatch(pattern, value):
         raise BadRequest(f"{name}: {value[:80]!r} is not valid")

@@ -6,6 +6,7 @@ Etlworks run, a synthetic follow-up) shows up without a change here; entries tha
 ``delivery_id`` (a notification, an action) are also gathered per delivery, in order.
 """
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,36 @@ FAILED = frozenset({"flow.failed", "flow.timeout"})
 def row(event: Mapping[str, Any]) -> dict[str, Any]:
     """An event for a list: everything but the payload as received."""
     return {name: value for name, value in event.items() if name != "raw"}
+
+
+SEARCHED = ("id", "flow_name", "flow_id", "error")
+"""The fields a free-text search looks in."""
+
+
+def mentions(event: Mapping[str, Any], text: str) -> bool:
+    """Whether the event's id, flow name, flow id or error contains ``text`` (case aside)."""
+    wanted = text.casefold()
+    return any(wanted in str(event.get(name) or "").casefold() for name in SEARCHED)
+
+
+def readable(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A timeline entry's own fields as a person reads them: names with spaces, durations in
+    words (``duration_ms``, ``wait_s``), lists joined, anything nested as JSON."""
+    return [_readable(name, value) for name, value in fields.items()]
+
+
+def _readable(name: str, value: Any) -> tuple[str, str]:
+    label = name.replace("_", " ")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and name.endswith("_ms"):
+        return label.removesuffix(" ms"), duration(value / 1000)
+    if number and name.endswith("_s"):
+        return label.removesuffix(" s"), duration(float(value))
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return label, ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list):
+        return label, json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return label, "" if value is None else str(value)
 
 
 def _entries(timeline: Iterable[object]) -> list[dict[str, Any]]:
@@ -123,3 +154,23 @@ def silence(found: Silence, now: datetime) -> dict[str, Any]:
         "comment": found.comment,
         "state": found.state(now),
     }
+
+
+def duration(seconds: float | None) -> str:
+    """A duration as a person says it: ``450 ms``, ``12 s``, ``2 min``, ``1 h 5 min``,
+    ``3 d 4 h``; '' for none."""
+    if seconds is None or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return ""
+    if seconds < 0:
+        return "-" + duration(-seconds)
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s") if seconds < 10 else f"{round(seconds)} s"
+    units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    whole, parts = round(seconds), []
+    for name, size in units:
+        if whole >= size:
+            parts.append(f"{whole // size} {name}")
+            whole %= size
+    return " ".join(parts[:2])

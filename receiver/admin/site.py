@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from config.connections import connect
+from config.schema import Config
 from config.settings import Settings
 from receiver.admin.auth import Keys
 from receiver.admin.store import Store
@@ -38,10 +39,17 @@ class TooLarge(Exception):
 
 
 class Admin:
-    def __init__(self, settings: Settings, token: SecretStr, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        token: SecretStr,
+        clock: Callable[[], float],
+        config: Callable[[], Config] | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = Keys(token)
         self.clock = clock
+        self.config = config
         self._store: Store | None = None
 
     @asynccontextmanager
@@ -70,6 +78,22 @@ class Admin:
         if store is None:
             raise RuntimeError("the admin is used outside the receiver's lifespan")
         return await run_in_threadpool(call, store, *args, **kwargs)
+
+    async def redis(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(connection, *args)`` in a worker thread; raise ``RedisError``."""
+        return await self.run(lambda store: call(store.conn, *args))
+
+    def execution_page(self, event: Mapping[str, Any]) -> str | None:
+        """The event's run in Etlworks' UI, when its source's instance sets ``ui_url``."""
+        if self.config is None:
+            return None
+        config = self.config()
+        source = config.sources.get(str(event.get("source") or ""))
+        instance = config.etlworks.get(source.etlworks) if source and source.etlworks else None
+        flow_id, audit_id = event.get("flow_id"), event.get("audit_id")
+        if instance is None or not flow_id or not audit_id:
+            return None
+        return instance.execution_page(str(flow_id), str(audit_id))
 
     async def body(self, request: Request) -> bytes:
         """The request's body, :data:`MAX_BODY` at most, within the body timeout; raise

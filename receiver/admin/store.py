@@ -12,10 +12,10 @@ from typing import Any
 
 from redis import Redis
 
-from config import deadletters, eventlog, routejobs, silences
+from config import activity, deadletters, eventlog, incidents, routejobs, silences
 from config.eventlog import Filters
 from receiver import jobs
-from receiver.admin import reports
+from receiver.admin import health, reports, sessions
 
 
 class NoSuchEvent(LookupError):
@@ -39,9 +39,30 @@ class Store:
 
     # events
 
-    def events(self, filters: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
-        total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
-        return total, [reports.row(e) for e in found]
+    def events(
+        self, filters: Filters, limit: int, offset: int, text: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A page of the events ``filters`` pass, newest first; with ``text``, only those whose
+        id, flow name, flow id or error contains it (case aside): every event of the window is
+        read then."""
+        if text is None:
+            total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
+            return total, [reports.row(e) for e in found]
+        total, page = 0, []
+        for stored in eventlog.scan(self.conn, filters):
+            if filters.accepts(stored.event) and reports.mentions(stored.event, text):
+                if offset <= total < offset + limit:
+                    page.append(reports.row(stored.event))
+                total += 1
+        return total, page
+
+    def silence_preview(self, matchers: list[str], hours: float) -> int:
+        """How many events received in the last ``hours`` a silence of ``matchers`` would
+        match; raise ``ValueError`` for a matcher that cannot be used."""
+        until = int(self.clock() * 1000)
+        window = Filters(since_ms=until - int(hours * 3600 * 1000), until_ms=until)
+        events = (stored.event for stored in eventlog.scan(self.conn, window))
+        return silences.would_match(matchers, events)
 
     def find(self, event_id: str, source: str | None = None) -> list[str]:
         """Refs of the events with this id (in ``source``); ``event_id`` may be a ref."""
@@ -84,12 +105,47 @@ class Store:
             **found,
         }
 
+    def overview(self, minutes: int) -> dict[str, Any]:
+        return health.overview(self.conn, self.clock(), minutes)
+
+    # incidents
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return [i.to_json() for i in incidents.every(self.conn)]
+
+    def acknowledge(self, incident_id: str, by: str) -> bool:
+        return incidents.acknowledge(self.conn, incident_id, by, self.clock())
+
+    def resolve(self, incident_id: str) -> bool:
+        return incidents.resolve(self.conn, incident_id)
+
+    # deliveries
+
+    def actions(self) -> list[str]:
+        return activity.actions(self.conn)
+
+    def attempts(self, action: str, outcome: str | None) -> list[dict[str, Any]]:
+        """The action's latest attempts, newest first, of one outcome if asked."""
+        found = activity.attempts(self.conn, action)
+        return [a for a in found if outcome is None or a.get("outcome") == outcome]
+
+    # sessions
+
+    def end_sessions(self) -> int:
+        return sessions.end_all(self.conn, self.clock())
+
     # dead letters
 
     def dead_letters(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         """The newest first."""
         ids = deadletters.ids(self.conn, offset=offset, limit=limit, newest=True)
         return deadletters.count(self.conn), deadletters.summaries(self.conn, ids)
+
+    def dead_matching(self, action: str | None, reason: str | None) -> list[dict[str, Any]]:
+        return deadletters.matching(self.conn, action=action, reason=reason)
+
+    def replay_matching(self, action: str | None, reason: str | None) -> tuple[int, int]:
+        return deadletters.replay_matching(self.conn, action=action, reason=reason)
 
     def replay_dead(self, job_id: str) -> None:
         """Raise :class:`config.deadletters.Missing`."""

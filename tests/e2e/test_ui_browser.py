@@ -1,5 +1,7 @@
 """The admin pages in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
-sign in, filter the events, open one whose flow name is a script, replay a real dead letter.
+sign in, filter the events, open one whose flow name is a script, replay a real dead letter;
+then every page at a desktop's width and a phone's (390 px), none of which may overflow
+sideways or be an error page.
 
 The dead letter is the real thing: a worker process delivered to a stand-in that answered 400.
 Screenshots go to ``test-artifacts/ui/``. Without ``/usr/bin/chromium`` the test fails: ``make
@@ -77,9 +79,12 @@ def test_sign_in_filter_open_an_event_and_replay_a_dead_letter(
     expect(page).to_have_url(f"{base}/ui/login")
     page.get_by_label("Admin token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/ui/events")
+    expect(page).to_have_url(f"{base}/ui/")
+    expect(page.locator("svg.chart")).to_have_count(3)
+    shot(page, "0-overview")
+    page.get_by_role("link", name="Events", exact=True).click()
     # the Secure cookie was kept over plain HTTP on loopback, a secure context for Chromium
-    [cookie] = page.context.cookies()
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "flowhooks_session"]
     assert (cookie["name"], cookie["secure"], cookie["httpOnly"]) == (
         "flowhooks_session",
         True,
@@ -94,7 +99,7 @@ def test_sign_in_filter_open_an_event_and_replay_a_dead_letter(
     page.get_by_label("Kind").select_option("flow.succeeded")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(
-        f"{base}/ui/events?source=&kind=flow.succeeded&flow_id=&status=&since=&until="
+        f"{base}/ui/events?q=&source=&kind=flow.succeeded&flow_id=&status=&since=&until="
     )
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("br-ok")
@@ -124,3 +129,44 @@ def test_sign_in_filter_open_an_event_and_replay_a_dead_letter(
     shot(page, "5-replayed")
     assert len(system.hook.requests) == 4  # three events, and the replay of the refused one
     assert dialogs == []
+
+
+PAGES = [
+    ("overview", "/ui/"),
+    ("incidents", "/ui/incidents"),
+    ("deliveries", "/ui/deliveries"),
+    ("deliveries-failed", "/ui/deliveries/hook?outcome=failed"),
+    ("events", "/ui/events"),
+    ("events-search", "/ui/events?q=br"),
+    ("event", "/ui/events/etl/br-xss"),
+    ("event-dead", "/ui/events/etl/br-dead"),
+    ("dead-letters", "/ui/dlq"),
+    ("dead-letters-filtered", "/ui/dlq?reason=permanent"),
+    ("silences", "/ui/silences"),
+    ("silence-this-flow", "/ui/silences?matchers=flow_id%3D%2212345%22"),
+    ("login", "/ui/login"),
+]
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_every_page_fits_and_is_no_error(system: Pipeline, browser: Browser, width: str) -> None:
+    w, h = WIDTHS[width]
+    context = browser.new_context(viewport={"width": w, "height": h})
+    page = context.new_page()
+    base = system.receiver.url
+    page.goto(f"{base}/ui/login")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/ui/")
+    overflowing = {}
+    for name, path in PAGES:
+        response = page.goto(f"{base}{path}")
+        assert response is not None and response.status == 200, (name, response)
+        expect(page.locator("h1")).not_to_have_text("Sorry")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        if wide > w:
+            overflowing[name] = wide
+        shot(page, f"{width}-{name}")
+    context.close()
+    assert overflowing == {}, f"wider than {w} px: {overflowing}"

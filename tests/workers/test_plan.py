@@ -48,7 +48,14 @@ def silence(spec: dict[str, Any]) -> Silence:
 
 def incident(spec: dict[str, Any], at: datetime) -> Incident:
     notified = at.timestamp() - parse_duration(spec["notified"])
-    return Incident(spec["route"], spec["action"], notified - 3600, notified, spec["resolve"])
+    return Incident(
+        spec["route"],
+        spec["action"],
+        notified - 3600,
+        notified,
+        spec["resolve"],
+        spec.get("acknowledged", False),
+    )
 
 
 def row(p: Planned, width: int) -> list[str | None]:

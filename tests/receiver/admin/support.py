@@ -3,6 +3,8 @@ pipeline (receiver, ``flowhooks worker --burst``, a stand-in for a webhook's far
 replays and dead letters that are the real thing."""
 
 import json
+import re
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -125,6 +127,28 @@ class Pipeline:
         done = run_process([*FLOWHOOKS, "worker", "--burst"], env)
         assert done.returncode == 0, done.stderr
 
+    @contextmanager
+    def worker(self, name: str) -> Iterator[subprocess.Popen[str]]:
+        """A worker process that keeps running (with RQ's scheduler), stopped after."""
+        env = child_env(
+            FLOWHOOKS_REDIS_URL=self.redis_url,
+            FLOWHOOKS_CONFIG=str(self.config_file),
+            **self.environ,
+        )
+        argv = [*FLOWHOOKS, "worker", "--name", name]
+        process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(method, f"{self.receiver.url}{path}", headers=AUTH, **kwargs)
 
@@ -144,3 +168,34 @@ def pipeline(redis: Redis, redis_url: str, folder: Path, *replies: Reply) -> Ite
             yield Pipeline(redis, redis_url, receiver, hook, config_file)
     finally:
         hook.stop()
+
+
+def csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def cookie(response: httpx.Response, name: str) -> str:
+    """A cookie the response sets (httpx keeps a Secure cookie only for https: the tests hand
+    it over themselves on plain loopback HTTP)."""
+    for header in response.headers.get_list("set-cookie"):
+        key, _, value = header.split(";")[0].partition("=")
+        if key == name:
+            return value
+    raise AssertionError(f"no {name} cookie set: {response.headers}")
+
+
+def login(client: httpx.Client, token: str = TOKEN) -> httpx.Response:
+    """The login form fetched, then posted with its CSRF token and nonce cookie."""
+    form = client.get("/login")
+    client.cookies.set("flowhooks_login", cookie(form, "flowhooks_login"))
+    return client.post("/login", data={"token": token, "csrf": csrf(form)})
+
+
+def sign_in(served: ServedApp) -> httpx.Client:
+    client = httpx.Client(base_url=f"{served.url}/ui")
+    response = login(client)
+    assert (response.status_code, response.headers["location"]) == (303, "/ui/")
+    client.cookies.set("flowhooks_session", cookie(response, "flowhooks_session"))
+    return client

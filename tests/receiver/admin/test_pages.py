@@ -1,7 +1,6 @@
 """The ``/ui`` pages over HTTP: the login and its cookie, forms refused without their CSRF
 token, what an event can put on a page (escaped), and the headers every page carries."""
 
-import re
 from collections.abc import Iterator
 
 import httpx
@@ -9,21 +8,12 @@ import pytest
 from redis import Redis
 
 from config import silences
-from receiver.admin.auth import SESSION_SECONDS
-from tests.receiver.admin.support import TOKEN, store
+from receiver.admin import sessions
+from receiver.admin.auth import SESSION_SECONDS, new_id
+from tests.receiver.admin.support import TOKEN, cookie, csrf, login, sign_in, store
 from tests.support import ServedApp
 
 SCRIPT = "<script>alert(1)</script>"
-
-
-def sign_in(served: ServedApp) -> httpx.Client:
-    client = httpx.Client(base_url=f"{served.url}/ui")
-    response = client.post("/login", data={"token": TOKEN})
-    assert (response.status_code, response.headers["location"]) == (303, "/ui/events")
-    # httpx keeps a Secure cookie only for https: hand it over for plain loopback HTTP
-    session = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
-    client.cookies.set("flowhooks_session", session)
-    return client
 
 
 @pytest.fixture
@@ -33,28 +23,76 @@ def browser(served: ServedApp) -> Iterator[httpx.Client]:
     client.close()
 
 
-def csrf(page: httpx.Response) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
-    assert found, page.text
-    return found.group(1)
-
-
-def test_the_session_cookie(served: ServedApp) -> None:
-    response = httpx.post(f"{served.url}/ui/login", data={"token": TOKEN})
-    cookie = response.headers["set-cookie"]
-    name, value = cookie.split(";")[0].split("=", 1)
-    assert name == "flowhooks_session"
+def test_the_session_cookie(served: ServedApp, redis: Redis) -> None:
+    with httpx.Client(base_url=f"{served.url}/ui") as client:
+        response = login(client)
+    [header] = [h for h in response.headers.get_list("set-cookie") if "flowhooks_session" in h]
+    value = cookie(response, "flowhooks_session")
     assert TOKEN not in value
-    attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+    attributes = {part.strip().lower() for part in header.split(";")[1:]}
     assert {"secure", "httponly", "samesite=strict", "path=/ui"} <= attributes
     assert f"max-age={SESSION_SECONDS}" in attributes
+    # kept in Redis under a name derived from it, never the id itself
+    assert not any(value.encode() in key for key in redis.keys("flowhooks:admin:*"))
+    assert redis.zcard(sessions.SESSIONS) == 1
 
 
 def test_a_wrong_token_signs_nobody_in(served: ServedApp) -> None:
-    response = httpx.post(f"{served.url}/ui/login", data={"token": TOKEN + "x"})
+    with httpx.Client(base_url=f"{served.url}/ui") as client:
+        response = login(client, TOKEN + "x")
     assert response.status_code == 401
-    assert "set-cookie" not in response.headers
+    assert "flowhooks_session" not in str(response.headers.get_list("set-cookie"))
     assert "That is not the admin token." in response.text
+
+
+def test_the_login_form_needs_its_csrf_token(served: ServedApp) -> None:
+    with httpx.Client(base_url=f"{served.url}/ui") as client:
+        form = client.get("/login")
+        nonce = cookie(form, "flowhooks_login")
+        bare = client.post("/login", data={"token": TOKEN})
+        client.cookies.set("flowhooks_login", nonce)
+        forged = client.post("/login", data={"token": TOKEN, "csrf": "0" * 64})
+        client.cookies.set("flowhooks_login", new_id())  # another nonce than the form's
+        other = client.post("/login", data={"token": TOKEN, "csrf": csrf(form)})
+    for response in (bare, forged, other):
+        assert response.status_code == 400
+        assert "The form has expired" in response.text
+        assert "flowhooks_session" not in str(response.headers.get_list("set-cookie"))
+
+
+def test_logins_are_throttled_per_client(served: ServedApp, redis: Redis) -> None:
+    with httpx.Client(base_url=f"{served.url}/ui") as client:
+        for _ in range(sessions.LOGIN_LIMIT):
+            assert login(client, "wrong").status_code == 401
+        refused = login(client)  # the right token too, once throttled
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= sessions.LOGIN_WINDOW
+        assert "Too many failed sign-ins" in refused.text
+        redis.delete("flowhooks:admin:logins:127.0.0.1")  # the window passed
+        assert login(client).status_code == 303
+
+
+def test_logout_ends_the_session_on_the_server(served: ServedApp) -> None:
+    client = sign_in(served)
+    [kept] = {str(c.value) for c in client.cookies.jar if c.name == "flowhooks_session"}
+    page = client.get("/events")
+    assert client.post("/logout", data={"csrf": csrf(page)}).status_code == 303
+    with httpx.Client(base_url=f"{served.url}/ui") as replayed:
+        replayed.cookies.set("flowhooks_session", kept)  # a copy of the cookie kept
+        assert replayed.get("/events").status_code == 303
+    client.close()
+
+
+def test_the_admin_ends_every_session(served: ServedApp, redis: Redis) -> None:
+    first, second = sign_in(served), sign_in(served)
+    assert redis.zcard(sessions.SESSIONS) == 2
+    page = first.get("/")
+    assert "2 sessions" in page.text
+    ended = first.post("/sessions/end", data={"csrf": csrf(page)})
+    assert (ended.status_code, ended.headers["location"]) == (303, "/ui/login?notice=ended")
+    for client in (first, second):
+        assert client.get("/events").status_code == 303
+        client.close()
 
 
 @pytest.mark.parametrize(
@@ -63,10 +101,9 @@ def test_a_wrong_token_signs_nobody_in(served: ServedApp) -> None:
 def test_without_a_session_every_page_sends_to_the_login(served: ServedApp, path: str) -> None:
     response = httpx.get(f"{served.url}{path}")
     assert (response.status_code, response.headers["location"]) == (303, "/ui/login")
-    forged = httpx.get(
-        f"{served.url}{path}", cookies={"flowhooks_session": f"9999999999.{'0' * 64}"}
-    )
-    assert forged.status_code == 303
+    for value in (f"9999999999.{'0' * 64}", new_id(), "x" * 5000):
+        forged = httpx.get(f"{served.url}{path}", cookies={"flowhooks_session": value})
+        assert forged.status_code == 303
 
 
 def test_a_form_without_its_csrf_token_changes_nothing(browser: httpx.Client, redis: Redis) -> None:
@@ -154,7 +191,7 @@ def test_a_replay_from_the_event_page(browser: httpx.Client, redis: Redis) -> No
 def test_signing_out(browser: httpx.Client) -> None:
     page = browser.get("/events")
     out = browser.post("/logout", data={"csrf": csrf(page)})
-    assert out.status_code == 303
+    assert (out.status_code, out.headers["location"]) == (303, "/ui/login?notice=signed-out")
     assert 'flowhooks_session=""' in out.headers["set-cookie"]
 
 
