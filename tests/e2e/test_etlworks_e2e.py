@@ -310,8 +310,8 @@ def test_a_run_claimed_by_a_worker_now_gone_starts_within_seconds(
         failure = outcome_ref(system, sim, start_run(sim, 301, RUN_DATE))
         trigger = delivery_id(failure, FIRST_ROUTE, "run-b", "notify")
         worker = f"claimer-{claimer}"
-        claim = {"claimed_at": repr(time.time() - 20), "worker": worker}
-        redis.hset(keys.trigger(trigger), mapping=claim)
+        redis.hset(keys.trigger(trigger), "claimed_at", repr(time.time() - 20))
+        redis.hset(keys.trigger(trigger), "worker", worker)
         redis.expire(keys.trigger(trigger), 3600)
         if claimer == "alive":
             redis.set(keys.worker(worker), "", ex=600)

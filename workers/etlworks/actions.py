@@ -5,8 +5,8 @@ claimed in Redis before the run call, sent along as the run parameter ``flowhook
 and the run's audit id is recorded after. A delivery that finds its trigger claimed without an
 audit id (its worker died between the two, or the call timed out) first looks for the trigger
 among the flow's recent executions; only when the run is not there, and the claim is older
-than a job may live (or 15 s old, its claimer gone), does it call run again. A call Etlworks answered with an error started
-nothing, so its claim is let go at once.
+than a job may live (or 15 s old, its claimer gone), does it call run again. A call Etlworks
+answered with an error started nothing, so its claim is let go at once.
 
 Errors are the sinks' (:class:`~workers.sinks.DeliveryError`), retried on the action's schedule
 by the caller; :class:`Deferred` asks the caller to come back later without counting a failed
