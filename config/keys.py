@@ -135,3 +135,34 @@ def budget(action: str, flow_id: str) -> str:
 def failures(source: str, flow_id: str) -> str:
     """How many times in a row the flow failed; a success resets it."""
     return f"{PREFIX}:failures:{source}:{flow_id}"
+
+
+LANES = f"{PREFIX}:lanes"
+"""Sorted set of the actions whose lanes hold deliveries, scored by when the next one is due
+(epoch seconds): what the workers' drainers look at (:mod:`workers.lanes`)."""
+
+
+def lane(action: str) -> str:
+    """The deliveries of one action waiting their turn, oldest first, as JSON."""
+    return f"{PREFIX}:lane:{action}"
+
+
+def lane_state(action: str) -> str:
+    """Hash of an action's lane: its circuit, failures in a row, and until when it pauses."""
+    return f"{PREFIX}:lane-state:{action}"
+
+
+def lane_lease(action: str) -> str:
+    """Held, and renewed, by the one worker that drains the action's lane."""
+    return f"{PREFIX}:lane-lease:{action}"
+
+
+def lane_batch(action: str) -> str:
+    """How many entries at the head of the lane the digest being sent carries, so that a
+    drainer that died sending it is followed by one that sends the same digest."""
+    return f"{PREFIX}:lane-batch:{action}"
+
+
+def lane_storm(action: str) -> str:
+    """The flows the last storm digest of an action named, for the message after it."""
+    return f"{PREFIX}:lane-storm:{action}"
