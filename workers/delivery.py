@@ -532,7 +532,7 @@ class Deliverer:
             if admitted.verdict == "recovered":
                 return self._recovered(spec)
             if admitted.verdict == "queued":
-                self._timeline(spec, "delivery", outcome="queued", waiting=admitted.waiting)
+                self._timeline(spec, "lane", outcome="queued", waiting=admitted.waiting)
                 return Outcome(spec, "queued", f"{admitted.waiting} waiting in the lane")
             storm = admitted.storm and action.collapse_after is not None
             failures = admitted.failures
