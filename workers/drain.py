@@ -251,7 +251,7 @@ class Drainer:
         outcome = await deliverer.attempt(digest, client, drained=True)
         if outcome.result not in ("delivered", "skipped"):
             return outcome
-        now = time.time()
+        storms.record(conn, action, failed, time.time())
         with conn.pipeline(transaction=False) as pipe:
             for spec, _ in todo:
                 pipe.set(keys.delivered(spec.delivery_id), "1", ex=int(deliverer.dedup_ttl))
@@ -269,7 +269,6 @@ class Drainer:
             pipe.execute()
         for spec, event in todo:
             note_notified(conn, deliverer.config, spec, event)
-        storms.record(conn, action, failed, now)
         metrics = self.context.metrics
         metrics.digests.labels(action).inc()
         metrics.digest_deliveries.labels(action).inc(len(todo))
