@@ -50,6 +50,10 @@ log = logging.getLogger("flowhooks.worker")
 
 FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
 """Kinds that open (or keep open) an incident per (flow, route, action)."""
+INCIDENT_SINKS = frozenset({"pagerduty"})
+"""Sinks whose failure notification opens an incident: one that comes after its flow's
+recovery (retried past it, or held in its lane) is not sent, as it would open the incident
+again. Other sinks get every failure, late or not (a webhook's consumer may keep them all)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
 DELIVER_TASK = deadletters.DELIVER_TASK
@@ -517,7 +521,7 @@ class Deliverer:
         if action.etlworks is not None:
             return await self.act(spec, action, client, context)
         entry = self.entry(spec)
-        failed_at = self._failure_at(spec)
+        failed_at = self._failure_at(spec) if action.sink in INCIDENT_SINKS else None
         if drained:
             if failed_at is not None and lanes.recovered_since(self.conn, entry.flow, failed_at):
                 return self._recovered(spec)
@@ -603,8 +607,8 @@ class Deliverer:
         return received_at(event)
 
     def _recovered(self, spec: Spec) -> Outcome:
-        """A failure whose flow succeeded after it was received: a late notification of it
-        would contradict the recovery already told (and reopen a resolved incident)."""
+        """A failure whose flow succeeded after it was received: a late trigger would open
+        the incident the recovery resolved again (:data:`INCIDENT_SINKS`)."""
         reason = "the flow recovered since"
         self._timeline(spec, "delivery", outcome="skipped", reason=reason)
         log.info("not sent: %s", reason, extra={"route": spec.route, "action": spec.action})

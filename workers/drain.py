@@ -143,7 +143,7 @@ class Drainer:
             await asyncio.sleep(state.paused_until - now)
             return True
         probe = state.circuit != "closed"
-        if probe:  # the cool-down is over: the head alone tests the destination
+        if state.circuit == "open":  # the cool-down is over: the head alone tests it
             lanes.half_open(conn, action)
             log.info("circuit half open: probing", extra={"action": action})
         deliverer = self._deliverer()
