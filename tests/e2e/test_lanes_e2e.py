@@ -50,7 +50,7 @@ def sinks() -> Iterator[Sinks]:
 
 
 def start(
-    redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path, actions: str, workers: int = 1
+    redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path, actions: str, *, workers: int = 1
 ) -> Iterator[Flowhooks]:
     routes = ROUTES.format(actions=actions)
     with running(redis, redis_url, sinks, tmp_path, routes, actions=FAILING_HOOK) as flowhooks:
@@ -70,9 +70,7 @@ def to_flaky(redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path) -> Iter
 
 
 @pytest.fixture
-def two_workers(
-    redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path
-) -> Iterator[Flowhooks]:
+def two_workers(redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path) -> Iterator[Flowhooks]:
     yield from start(redis, redis_url, sinks, tmp_path, "slack", workers=2)
 
 
@@ -141,8 +139,10 @@ def test_a_failing_destination_opens_its_circuit_and_a_probe_closes_it(
     refs = post_failures(to_flaky, 6, first_flow=950)
     state = keys.lane_state("flaky")
     to_flaky.wait(
-        lambda: to_flaky.redis.hget(state, "circuit") == b"open"
-        and to_flaky.redis.llen(keys.lane("flaky")) == len(refs),
+        lambda: (
+            to_flaky.redis.hget(state, "circuit") == b"open"
+            and to_flaky.redis.llen(keys.lane("flaky")) == len(refs)
+        ),
         "the circuit to open with every delivery in the lane",
     )
     lane = [
