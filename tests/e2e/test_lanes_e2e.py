@@ -175,7 +175,7 @@ def test_a_sigkilled_drainers_lane_is_drained_by_another_worker(
     two_workers.wait(lambda: bool(two_workers.redis.get(lease)), "a drainer to take the lane")
     holder = two_workers.redis.get(lease)
     assert holder is not None
-    [drainer] = [w for w in two_workers.workers if w.name == holder.decode()]
+    [drainer] = [w for w in two_workers.workers if w.name == keys.text(holder)]
     drainer.kill()
     assert two_workers.redis.llen(keys.lane("slack")) > 0  # it died with work left
     two_workers.wait(lambda: all(done(two_workers, r, "slack") for r in refs), "the lane")
