@@ -231,6 +231,13 @@ class Collapse(Strict):
     after: int = Field(5, ge=1)
 
 
+def _collapse(value: object) -> object:
+    """``collapse: false`` turns it off (``None``), ``true`` keeps the defaults."""
+    if value is False:
+        return None
+    return {} if value is True else value
+
+
 class Circuit(Strict):
     """The action's circuit breaker: ``after`` failures in a row open it; after ``cool_down``
     one probe is sent (half open), which closes it or opens it again for twice as long, up to
@@ -387,7 +394,7 @@ class Action(Strict):
     send_resolved: bool = True
     retry: RetryPolicy = RetryPolicy()
     circuit: Circuit = Circuit()
-    collapse: Collapse | bool = True
+    collapse: Annotated[Collapse | None, BeforeValidator(_collapse)] = Collapse()
     """``false`` sends every notification of a storm on its own; ``{after: N}`` sets when a
     storm begins. Only slack and email actions collapse (:data:`COLLAPSIBLE`)."""
     templates: dict[str, Annotated[str, AfterValidator(_compiles)]] = {}
@@ -434,7 +441,8 @@ class Action(Strict):
 
     @model_validator(mode="after")
     def _collapsible(self) -> "Action":
-        if isinstance(self.collapse, Collapse) and self.sink not in COLLAPSIBLE:
+        collapse = self.model_fields_set & {"collapse"} and self.collapse is not None
+        if collapse and self.sink not in COLLAPSIBLE:
             known = ", ".join(sorted(COLLAPSIBLE))
             raise ValueError(f"collapse: {self.sink} actions do not collapse (only {known})")
         return self
@@ -442,9 +450,9 @@ class Action(Strict):
     @property
     def collapse_after(self) -> int | None:
         """How many waiting notifications make a storm, ``None`` when they never collapse."""
-        if self.sink not in COLLAPSIBLE or self.collapse is False:
+        if self.sink not in COLLAPSIBLE or self.collapse is None:
             return None
-        return self.collapse.after if isinstance(self.collapse, Collapse) else Collapse().after
+        return self.collapse.after
 
     @property
     def sink(self) -> str:
