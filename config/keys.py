@@ -156,3 +156,34 @@ def webhooks(source: str) -> str:
     """What reconciling learnt of a source's webhooks: the runs it routed, the registration
     it last saw, whether they are missing."""
     return f"{PREFIX}:webhooks:{source}"
+
+
+LANES = f"{PREFIX}:lanes"
+"""Sorted set of the actions whose lanes hold deliveries, scored by when the next one is due
+(epoch seconds): what the workers' drainers look at (:mod:`workers.lanes`)."""
+
+
+def lane(action: str) -> str:
+    """The deliveries of one action waiting their turn, oldest first, as JSON."""
+    return f"{PREFIX}:lane:{action}"
+
+
+def lane_state(action: str) -> str:
+    """Hash of an action's lane: its circuit, failures in a row, and until when it pauses."""
+    return f"{PREFIX}:lane-state:{action}"
+
+
+def lane_lease(action: str) -> str:
+    """Held, and renewed, by the one worker that drains the action's lane."""
+    return f"{PREFIX}:lane-lease:{action}"
+
+
+def lane_batch(action: str) -> str:
+    """How many entries at the head of the lane the digest being sent carries, so that a
+    drainer that died sending it is followed by one that sends the same digest."""
+    return f"{PREFIX}:lane-batch:{action}"
+
+
+def lane_storm(action: str) -> str:
+    """The flows the last storm digest of an action named, for the message after it."""
+    return f"{PREFIX}:lane-storm:{action}"

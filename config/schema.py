@@ -220,6 +220,40 @@ class RetryPolicy(Strict):
         return self
 
 
+COLLAPSIBLE = frozenset({"slack", "email"})
+"""Sinks whose waiting notifications go out as one digest in a storm (``collapse``): a chat
+or a mailbox, read by people. PagerDuty folds repeats by its own ``dedup_key``."""
+
+
+class Collapse(Strict):
+    """More than ``after`` notifications waiting in an action's lane go out as one digest."""
+
+    after: int = Field(5, ge=1)
+
+
+def _collapse(value: object) -> object:
+    """``collapse: false`` turns it off (``None``), ``true`` keeps the defaults."""
+    if value is False:
+        return None
+    return {} if value is True else value
+
+
+class Circuit(Strict):
+    """The action's circuit breaker: ``after`` failures in a row open it; after ``cool_down``
+    one probe is sent (half open), which closes it or opens it again for twice as long, up to
+    ``max_cool_down``."""
+
+    after: int = Field(5, ge=1)
+    cool_down: Annotated[Duration, AfterValidator(_positive)] = 30.0
+    max_cool_down: Duration = 600.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Circuit":
+        if self.max_cool_down < self.cool_down:
+            raise ValueError("max_cool_down must not be shorter than cool_down")
+        return self
+
+
 def _is_http_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
@@ -359,6 +393,10 @@ class Action(Strict):
     etlworks_request: RequestAction | None = None
     send_resolved: bool = True
     retry: RetryPolicy = RetryPolicy()
+    circuit: Circuit = Circuit()
+    collapse: Annotated[Collapse | None, BeforeValidator(_collapse)] = Collapse()
+    """``false`` sends every notification of a storm on its own; ``{after: N}`` sets when a
+    storm begins. Only slack and email actions collapse (:data:`COLLAPSIBLE`)."""
     templates: dict[str, Annotated[str, AfterValidator(_compiles)]] = {}
     """Compiled at load so that a broken one fails the load; an undefined name is only known
     when rendering, which fails then (strict undefined)."""
@@ -400,6 +438,21 @@ class Action(Strict):
         if len(named) != 1:
             raise ValueError(f"must name exactly one of {', '.join(SINKS)}")
         return self
+
+    @model_validator(mode="after")
+    def _collapsible(self) -> "Action":
+        collapse = self.model_fields_set & {"collapse"} and self.collapse is not None
+        if collapse and self.sink not in COLLAPSIBLE:
+            known = ", ".join(sorted(COLLAPSIBLE))
+            raise ValueError(f"collapse: {self.sink} actions do not collapse (only {known})")
+        return self
+
+    @property
+    def collapse_after(self) -> int | None:
+        """How many waiting notifications make a storm, ``None`` when they never collapse."""
+        if self.sink not in COLLAPSIBLE or self.collapse is None:
+            return None
+        return self.collapse.after
 
     @property
     def sink(self) -> str:

@@ -43,22 +43,21 @@ from config.events import LABELS
 from config.schema import Action, Config, RetryPolicy
 from config.silences import Silence, matching, parse_all
 from config.timeintervals import active
-from workers import sinks
+from workers import lanes, sinks, storms
 from workers.metrics import WorkerMetrics
-from workers.rendering import Rendered, RenderError, render, render_digest
+from workers.rendering import Rendered, RenderError, render, render_digest, with_note
 from workers.routing import Match, match
 
 log = logging.getLogger("flowhooks.worker")
 
 FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
 """Kinds that open (or keep open) an incident per (flow, route, action)."""
+INCIDENT_SINKS = frozenset({"pagerduty"})
+"""Sinks whose failure notification opens an incident: one that comes after its flow's
+recovery (retried past it, or held in its lane) is not sent, as it would open the incident
+again. Other sinks get every failure, late or not (a webhook's consumer may keep them all)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
-PACE = {"slack": 1.0, "pagerduty": 0.5}
-"""Seconds between two messages of one action: Slack takes about one a second per webhook,
-PagerDuty 120 events a minute per routing key."""
-INLINE_WAIT = 3.0
-"""A paced delivery waiting longer than this gets a scheduled job instead of a sleeping one."""
 DELIVER_TASK = deadletters.DELIVER_TASK
 CRASH_RETRY = Retry(max=3, interval=[0, 30, 300])
 RECORD_RETRY = RedisRetry(ExponentialBackoff(cap=2.0, base=0.25), 12)
@@ -277,6 +276,22 @@ def note_incident(
     return bool(conn.eval(_NOTE_INCIDENT, 3, *found, *args))
 
 
+def note_notified(
+    conn: "Redis", config: Config, spec: "Spec", event: Mapping[str, Any] | None = None
+) -> None:
+    """Open or refresh the incident a delivered notification of a failure belongs to (nothing
+    for other deliveries, or when its route is no longer in the config)."""
+    if spec.kind != "notify" or acts(config, spec.action):
+        return
+    event = event if event is not None else eventlog.load_event(conn, spec.ref)
+    if event is None or event.get("kind") not in FAILURE_KINDS or not event.get("flow_id"):
+        return
+    routes = match(config.routes, *labels_of(event))
+    route = next((r for r in routes if r.path == spec.route), None)
+    if route is not None:
+        note_incident(conn, event, route, spec.action, time.time())
+
+
 def close_incidents(conn: "Redis", source: str, flow_id: str, at: float) -> None:
     """Close the flow's incidents on a success received ``at``, and remember when."""
     members = conn.smembers(keys.incidents(source, flow_id))
@@ -311,13 +326,6 @@ else
   redis.call('DEL', KEYS[2])
 end
 return left
-"""
-_PACE = """
-local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-local keep = math.ceil((slot - now + interval) * 1000) + 1000
-redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', keep)
-return tostring(slot - now)
 """
 
 
@@ -377,14 +385,6 @@ def end_flush(conn: "Redis", gid: str, taken: int, now: float, group_interval: f
     return bool(left)
 
 
-def pace(conn: "Redis", action_name: str, sink: str, now: float) -> float:
-    """Reserve the action's next send slot; the seconds to wait for it (0 for unpaced sinks)."""
-    interval = PACE.get(sink)
-    if not interval:
-        return 0.0
-    return float(conn.eval(_PACE, 1, keys.pace(action_name), repr(now), repr(interval)))
-
-
 def backoff(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
     """Seconds before attempt ``attempt + 1``: exponential with jitter, at least ``Retry-After``."""
     try:
@@ -425,6 +425,8 @@ class Spec:
     """For a digest, the events it summarizes."""
     group: dict[str, str] = field(default_factory=dict)
     paced: bool = False
+    title: str = ""
+    """For a digest of a storm, its head (:func:`workers.storms.title`)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -463,8 +465,11 @@ class DeliveryFailed(Exception):
 @dataclass
 class Outcome:
     spec: Spec
-    result: Literal["delivered", "skipped", "scheduled", "dead"]
+    result: Literal["delivered", "skipped", "scheduled", "queued", "retry", "dead"]
+    """``queued``: it waits in its action's lane; ``retry``: a delivery from the lane failed
+    while the lane is held (paused, circuit open) and stays at its head as :attr:`retry`."""
     detail: str = ""
+    retry: "Spec | None" = None
 
 
 class Deliverer:
@@ -500,8 +505,12 @@ class Deliverer:
         connections are reused across jobs; making a client costs more than a delivery)."""
         return list(await asyncio.gather(*(self.attempt(s, client) for s in specs)))
 
-    async def attempt(self, spec: Spec, client: httpx.AsyncClient) -> Outcome:
-        """One attempt of one delivery; never raises for a sink's failure."""
+    async def attempt(
+        self, spec: Spec, client: httpx.AsyncClient, *, drained: bool = False
+    ) -> Outcome:
+        """One attempt of one delivery; never raises for a sink's failure. A notification that
+        must wait joins its action's lane (:mod:`workers.lanes`) and is ``queued``, unless it
+        is ``drained``: it comes from the lane, whose drainer waited its turn."""
         ref = spec.refs[-1] if spec.kind == "digest" and spec.refs else spec.ref
         context = {
             "event_id": keys.split_ref(ref)[1],
@@ -520,32 +529,61 @@ class Deliverer:
             return self.dead_letter(spec, "the action is no longer in the config")
         if action.etlworks is not None:
             return await self.act(spec, action, client, context)
-        if not spec.paced:
-            wait = pace(self.conn, spec.action, action.sink, time.time())
-            if wait > INLINE_WAIT:
-                paced = Spec(**{**asdict(spec), "paced": True, "refs": spec.refs})
-                self.schedule(paced, wait)
-                self._timeline(spec, "delivery", outcome="paced", wait_s=round(wait, 1))
-                return Outcome(spec, "scheduled", f"paced {wait:.1f}s")
-            if wait > 0:
-                await asyncio.sleep(wait)
+        entry = self.entry(spec)
+        failed_at = self._failure_at(spec) if action.sink in INCIDENT_SINKS else None
+        if drained:
+            if failed_at is not None and lanes.recovered_since(self.conn, entry.flow, failed_at):
+                return self._recovered(spec)
+            storm = action.collapse_after is not None and bool(
+                self.conn.exists(keys.lane_storm(spec.action))
+            )
+            failures = 1  # the drainer's success closes the circuit whatever it was
+        else:
+            admitted = lanes.admit(
+                self.conn, spec.action, action.sink, entry, time.time(), failed_at=failed_at
+            )
+            if admitted.verdict == "recovered":
+                return self._recovered(spec)
+            if admitted.verdict == "queued":
+                self._timeline(spec, "lane", outcome="queued", waiting=admitted.waiting)
+                return Outcome(spec, "queued", f"{admitted.waiting} waiting in the lane")
+            storm = admitted.storm and action.collapse_after is not None
+            failures = admitted.failures
+        return await self._send(
+            spec, action, client, context, drained=drained, storm=storm, failures=failures
+        )
+
+    async def _send(
+        self,
+        spec: Spec,
+        action: Action,
+        client: httpx.AsyncClient,
+        context: Mapping[str, object],
+        *,
+        drained: bool,
+        storm: bool,
+        failures: int,
+    ) -> Outcome:
+        ref = str(context["source"]) + ":" + str(context["event_id"])
         try:
             rendered = self.render(spec, action)
         except (RenderError, LookupError) as exc:
             return self.dead_letter(spec, f"cannot render: {exc}")
-        if self._overtaken(spec, action):
-            reason = "the flow recovered since"
-            self._done(spec, "delivery", outcome="skipped", reason=reason)
-            log.info("not sent: %s", reason, extra=context)
-            return Outcome(spec, "skipped", reason)
+        if storm:
+            rendered = with_note(rendered, storms.after_note(self.conn, spec.action))
         started = time.monotonic()
         try:
             status = await sinks.send(
                 action, rendered.payload, client=client, delivery_id=spec.delivery_id
             )
         except sinks.DeliveryError as exc:
-            return self._failed(spec, action, exc, time.monotonic() - started, context)
+            took = time.monotonic() - started
+            return self._failed(spec, action, exc, took, context, drained=drained)
         took = time.monotonic() - started
+        if failures:
+            lanes.succeeded(self.conn, spec.action)
+        if storm:
+            self.conn.delete(keys.lane_storm(spec.action))
         self._done(
             spec,
             "delivery",
@@ -558,6 +596,32 @@ class Deliverer:
         self._observe_latency(ref)
         log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
         return Outcome(spec, "delivered")
+
+    def entry(self, spec: Spec) -> lanes.Entry:
+        """``spec`` as its lane keeps it, with the flow it is about."""
+        event = self._event(spec.ref) if spec.kind != "digest" else None
+        flow = ""
+        if event is not None and event.get("flow_id"):
+            flow = keys.ref(str(event.get("source")), str(event["flow_id"]))
+        return lanes.Entry(spec.to_json(), time.time(), flow)
+
+    def _failure_at(self, spec: Spec) -> float | None:
+        """When the failure a notification tells of was received; ``None`` when it tells of
+        no failure of a flow."""
+        if spec.kind != "notify":
+            return None
+        event = self._event(spec.ref)
+        if event is None or event.get("kind") not in FAILURE_KINDS or not event.get("flow_id"):
+            return None
+        return received_at(event)
+
+    def _recovered(self, spec: Spec) -> Outcome:
+        """A failure whose flow succeeded after it was received: a late trigger would open
+        the incident the recovery resolved again (:data:`INCIDENT_SINKS`)."""
+        reason = "the flow recovered since"
+        self._timeline(spec, "delivery", outcome="skipped", reason=reason)
+        log.info("not sent: %s", reason, extra={"route": spec.route, "action": spec.action})
+        return Outcome(spec, "skipped", reason)
 
     async def act(
         self,
@@ -613,19 +677,6 @@ class Deliverer:
                 self.own_job = own
         return Outcome(spec, "delivered")
 
-    def _overtaken(self, spec: Spec, action: Action) -> bool:
-        """Whether this is a failure's page that comes after the flow's recovery (a retry, or
-        a send again after a crash): PagerDuty would open an incident that no later success
-        resolves."""
-        if spec.kind != "notify" or action.sink != "pagerduty":
-            return False
-        event = self._event(spec.ref)
-        if event is None or event.get("kind") not in FAILURE_KINDS or not event.get("flow_id"):
-            return False
-        at = received_at(event)
-        recovered = self.conn.get(keys.recovered(str(event["source"]), str(event["flow_id"])))
-        return at is not None and recovered is not None and float(recovered) >= at
-
     def _done(self, spec: Spec, stage: str, **fields: Any) -> None:
         """Record a delivery as done, never to be made again, with its timeline entry. What
         was sent must not be sent again because Redis went away for a moment: the record is
@@ -650,7 +701,9 @@ class Deliverer:
             events = [e for e in (self._event(r) for r in spec.refs) if e is not None]
             if not events:
                 raise LookupError("every event of the digest expired")
-            return render_digest(action, events, route=spec.route, group=spec.group)
+            return render_digest(
+                action, events, route=spec.route, group=spec.group, title=spec.title or None
+            )
         event = self._event(spec.ref)
         if event is None:
             raise LookupError("the event expired")
@@ -663,7 +716,12 @@ class Deliverer:
         exc: sinks.DeliveryError,
         took: float,
         context: Mapping[str, object],
+        *,
+        drained: bool = False,
     ) -> Outcome:
+        """Record a failed attempt and decide what follows: the lane's head again when the
+        lane is held (the destination asked for a pause, or the circuit is open), else a retry
+        job after the backoff, else the dead letter."""
         self._timeline(
             spec,
             "delivery",
@@ -677,20 +735,34 @@ class Deliverer:
         log.warning(
             "delivery failed", extra={**context, "attempt": spec.attempt, "error": str(exc)}
         )
-        first_at = spec.first_at or time.time()
+        now = time.time()
+        first_at = spec.first_at or now
         delay = backoff(action.retry, spec.attempt, exc.retry_after)
-        if exc.retryable and time.time() + delay - first_at <= action.retry.give_up_after:
-            retry = Spec(
-                **{
-                    **asdict(spec),
-                    "attempt": spec.attempt + 1,
-                    "first_at": first_at,
-                    # a notification waits for its pace again; an Etlworks action that
-                    # already waited its delay does not wait it twice
-                    "paced": spec.paced and action.etlworks is not None,
-                    "refs": spec.refs,
-                }
-            )
+        retry = Spec(
+            **{
+                **asdict(spec),
+                "attempt": spec.attempt + 1,
+                "first_at": first_at,
+                # a notification waits for its pace again; an Etlworks action that
+                # already waited its delay does not wait it twice
+                "paced": spec.paced and action.etlworks is not None,
+                "refs": spec.refs,
+            }
+        )
+        in_time = now - first_at <= action.retry.give_up_after
+        if exc.retryable and action.etlworks is None and in_time:
+            # from the lane, the lane waits out the backoff with it: what follows keeps order
+            pause = max(delay, exc.retry_after or 0.0) if drained else exc.retry_after
+            held = lanes.failed(self.conn, spec.action, action.circuit, pause, now)
+            if drained or held.circuit != "closed" or held.paused_until > now:
+                # the lane waits for the destination: this delivery waits at its head
+                self.metrics.deliveries.labels(action.sink, "retry").inc()
+                why = f"circuit {held.circuit}, lane paused {max(held.paused_until - now, 0):.1f}s"
+                if drained:
+                    return Outcome(spec, "retry", why, retry=retry)
+                lanes.requeue(self.conn, spec.action, self.entry(retry), now)
+                return Outcome(spec, "queued", why)
+        if exc.retryable and now + delay - first_at <= action.retry.give_up_after:
             self.schedule(retry, delay)
             self.metrics.deliveries.labels(action.sink, "retry").inc()
             return Outcome(spec, "scheduled", f"retry in {delay:.1f}s")

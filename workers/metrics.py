@@ -2,7 +2,9 @@
 ``flowhooks worker --metrics-port``. Jobs run in the worker process (RQ's SimpleWorker), so
 what they count is what the endpoint shows."""
 
-from collections.abc import Iterable
+import json
+import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -12,6 +14,9 @@ from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry
 
 from config import keys
+
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
+"""The circuit's states as ``flowhooks_circuit_state`` shows them."""
 
 
 class WorkerMetrics:
@@ -46,6 +51,18 @@ class WorkerMetrics:
             ["source"],
             registry=registry,
         )
+        self.digests = Counter(
+            "flowhooks_digests",
+            "Storm digests sent, by action: waiting notifications sent as one message.",
+            ["action"],
+            registry=registry,
+        )
+        self.digest_deliveries = Counter(
+            "flowhooks_digest_deliveries",
+            "Notifications carried by a storm digest rather than sent on their own, by action.",
+            ["action"],
+            registry=registry,
+        )
         self.config_reloads = Counter(
             "flowhooks_config_reloads",
             "Config reloads by outcome (ok, invalid: the old config stays in force).",
@@ -70,3 +87,48 @@ class DeadLetters(Collector):
         except RedisError:
             return []  # no figure rather than a wrong one; the worker's logs say why
         return [gauge]
+
+
+class Lanes(Collector):
+    """Per action, read from Redis at scrape (:mod:`workers.lanes`):
+    ``flowhooks_lane_backlog`` (deliveries waiting), ``flowhooks_lane_oldest_seconds`` (how
+    long the oldest has waited) and ``flowhooks_circuit_state`` (0 closed, 1 half open,
+    2 open). ``actions`` names the actions that have lanes (the notifiers of the config)."""
+
+    def __init__(self, conn: Redis, actions: Callable[[], Iterable[str]]) -> None:
+        self.conn = conn
+        self.actions = actions
+
+    def collect(self) -> Iterable[Metric]:
+        names = sorted(self.actions())
+        try:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.llen(keys.lane(name))
+                    pipe.lindex(keys.lane(name), 0)
+                    pipe.hget(keys.lane_state(name), "circuit")
+                replies = pipe.execute()
+        except RedisError:
+            return []  # no figure rather than a wrong one; the worker's logs say why
+        backlog = GaugeMetricFamily(
+            "flowhooks_lane_backlog", "Deliveries waiting in the action's lane.", labels=["action"]
+        )
+        oldest = GaugeMetricFamily(
+            "flowhooks_lane_oldest_seconds",
+            "How long the oldest delivery in the action's lane has waited (0 when none).",
+            labels=["action"],
+        )
+        circuit = GaugeMetricFamily(
+            "flowhooks_circuit_state",
+            "The action's circuit breaker: 0 closed, 1 half open, 2 open.",
+            labels=["action"],
+        )
+        now = time.time()
+        for i, name in enumerate(names):
+            length, head, state = replies[3 * i : 3 * i + 3]
+            backlog.add_metric([name], float(length))
+            waited = now - float(json.loads(head)["at"]) if head is not None else 0.0
+            oldest.add_metric([name], max(waited, 0.0))
+            value = CIRCUIT_STATES.get(keys.text(state) if state is not None else "closed", 0)
+            circuit.add_metric([name], float(value))
+        return [backlog, oldest, circuit]

@@ -59,6 +59,7 @@ __all__ = [
     "mrkdwn",
     "render",
     "render_digest",
+    "with_note",
 ]
 
 Payload = dict[str, Any] | str
@@ -79,6 +80,8 @@ ERROR_EXCERPT = 2000
 DIGEST_LINES = 50
 """Events a digest lists one by one at most; the rest are counted as "… and N more"."""
 DIGEST_LINE = 200
+LINK_MAX = 500
+"""The longest link a digest line of Slack carries."""
 MORE = "… and {} more"
 
 
@@ -215,11 +218,13 @@ def render_digest(
     *,
     route: str,
     group: Mapping[str, str],
+    title: str | None = None,
 ) -> Rendered:
     """One message for many events of a ``group`` (label name to value): a header with the
-    count and the group's values, then one short line per event, at most :data:`DIGEST_LINES`
-    and within the sink's limits, then "… and N more". A webhook's own ``body`` template is
-    rendered with the digest context; other sinks use the built-in digest format. PagerDuty
+    count and the group's values (or ``title``), then one short line per event, at most
+    :data:`DIGEST_LINES` and within the sink's limits, then "… and N more". A webhook's own
+    ``body`` template is rendered with the digest context; other sinks use the built-in digest
+    format. PagerDuty
     gets the flow's usual dedup key when all the events are one flow's, else one per group.
     Raise :class:`RenderError`."""
     renderer = _DIGESTS.get(action.sink)
@@ -227,7 +232,32 @@ def render_digest(
         raise RenderError(f"{action.sink} actions send no notification")
     if not events:
         raise RenderError("a digest needs at least one event")
-    return renderer(action, _Digest(events, route, group))
+    return renderer(action, _Digest(events, route, group, title))
+
+
+def with_note(rendered: Rendered, note: str | None) -> Rendered:
+    """``rendered`` with one more line of plain text at its end (a Slack context block, a
+    paragraph of an email), for the sinks read by people; others unchanged."""
+    if not note:
+        return rendered
+    payload = rendered.payload
+    if rendered.sink == "slack" and isinstance(payload, dict):
+        blocks = list(payload.get("blocks") or [])
+        if len(blocks) < SLACK_BLOCKS:
+            blocks.append(_context_block(_escape_within(note, SLACK_SECTION)))
+        text = _cut_mrkdwn(f"{payload.get('text', '')}\n{mrkdwn(note)}", SLACK_FALLBACK)
+        return Rendered("slack", {**payload, "text": text, "blocks": blocks}, rendered.summary)
+    if rendered.sink == "email" and isinstance(payload, dict):
+        page = str(payload.get("html", ""))
+        paragraph = f"<p>{html.escape(note)}</p>\n"
+        page = (
+            page.replace("</body>", paragraph + "</body>", 1)
+            if "</body>" in page
+            else page + paragraph
+        )
+        text = f"{payload.get('text', '')}\n{note}\n"
+        return Rendered("email", {**payload, "text": text, "html": page}, rendered.summary)
+    return rendered
 
 
 # Templates ------------------------------------------------------------------------------------
@@ -647,7 +677,11 @@ class _Digest:
     """The parts every sink's digest is made of, in plain text."""
 
     def __init__(
-        self, events: Sequence[Mapping[str, Any]], route: str, group: Mapping[str, str]
+        self,
+        events: Sequence[Mapping[str, Any]],
+        route: str,
+        group: Mapping[str, str],
+        title: str | None = None,
     ) -> None:
         self.events = events
         self.route = route
@@ -655,8 +689,9 @@ class _Digest:
         count = len(events)
         values = ", ".join(f"{key}={value}" for key, value in group.items())
         noun = "event" if count == 1 else "events"
-        self.head = _one_line(f"{count} {noun}" + (f": {values}" if values else ""))
+        self.head = _one_line(title or f"{count} {noun}" + (f": {values}" if values else ""))
         self.lines = [_digest_line(event) for event in events[:DIGEST_LINES]]
+        self.links = [_links(event, None).get("execution") for event in events[:DIGEST_LINES]]
 
     @property
     def last(self) -> Mapping[str, Any]:
@@ -716,9 +751,16 @@ def _pack(lines: Sequence[str], limit: int) -> list[str]:
     return chunks
 
 
+def _slack_link(url: str | None) -> str:
+    return f" <{url}|open>" if url and len(url) <= LINK_MAX else ""
+
+
 def _slack_digest(action: Action, digest: _Digest) -> Rendered:
     head = _cut_mrkdwn(mrkdwn(digest.head), SLACK_HEADER)
-    lines = ["• " + _escape_within(line, SLACK_SECTION - 2) for line in digest.lines]
+    lines = [
+        "• " + _escape_within(line, SLACK_SECTION - 2) + _slack_link(url)
+        for line, url in zip(digest.lines, digest.links, strict=True)
+    ]
     sections = _pack(lines, SLACK_SECTION)[: SLACK_BLOCKS - 2]
     shown = sum(section.count("\n") + 1 for section in sections)
     footer = [f"Route: {mrkdwn(digest.route)}"]

@@ -39,13 +39,14 @@ from workers.delivery import (
     load_state,
     not_before,
     note_incident,
+    note_notified,
     peek_group,
     plan,
     received_at,
     schedule,
 )
 from workers.etlworks.actions import Actor, Poll
-from workers.routing import Match, match
+from workers.routing import Match
 
 log = logging.getLogger("flowhooks.worker")
 FLUSH_TASK = "workers.tasks.flush_group"
@@ -402,11 +403,8 @@ def deliver(spec: dict[str, Any]) -> None:
     if outcome.result == "dead":
         job.retries_left = 0  # read by the worker when it handles the failure
         raise DeliveryFailed(outcome.detail)
-    notified = parsed.kind == "notify" and not acts(ctx.config, parsed.action)
-    if outcome.result == "delivered" and notified:
-        event = eventlog.load_event(job.connection, parsed.ref)
-        if event is not None:
-            _note(job.connection, event, match(ctx.config.routes, *labels_of(event)), parsed)
+    if outcome.result == "delivered":
+        note_notified(job.connection, ctx.config, parsed)
 
 
 def poll_run(poll: dict[str, Any]) -> None:

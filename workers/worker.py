@@ -13,6 +13,9 @@ died, whereupon RQ's abandoned-job recovery, which a worker runs every
 deliveries it had finished are not redone. The route jobs a dead route job had taken go back
 to the queue within seconds (:func:`workers.adoption.reclaim`).
 
+A thread drains the lanes of the actions that must wait (:mod:`workers.drain`): a paced or
+failing destination never holds a job.
+
 Redis going away does not end a worker: :func:`run` waits for it (:mod:`workers.outage`) and
 works again under the same name. With ``--metrics-port`` the worker serves its metrics and
 ``/healthz`` (:func:`serve_metrics`), which fails once the liveness thread stops beating.
@@ -51,9 +54,10 @@ from config.connections import connect
 from config.schema import Config
 from config.settings import Settings
 from workers import context, liveness, tasks
+from workers.drain import Drainer
 from workers.etlworks import reconcile
 from workers.liveness import Liveness
-from workers.metrics import DeadLetters, WorkerMetrics
+from workers.metrics import DeadLetters, Lanes, WorkerMetrics
 from workers.outage import Outage
 from workers.scheduler import ThreadScheduler
 
@@ -267,8 +271,11 @@ def run(
     # as long as RQ's own heartbeat keeps the worker's key: its worker_ttl plus a minute
     beating = Liveness(side, name, worker_ttl=_worker_ttl(settings) + 60, queue=keys.QUEUE)
     beating.start()
+    drainer = Drainer(connect(settings, **SIDE_CLIENT), name, worker_context)
+    drainer.start()
     if metrics_port is not None:
         registry.register(DeadLetters(connection))
+        registry.register(Lanes(connection, lambda: _notifiers(worker_context)))
         serve_metrics(metrics_port, registry, beating)
     outage = Outage(side, settings.redis_location, metrics)
     try:
@@ -283,7 +290,14 @@ def run(
                 return False
             returning = True
     finally:
+        drainer.stop()
         beating.stop()
+
+
+def _notifiers(worker_context: context.WorkerContext) -> list[str]:
+    """The actions that have lanes: every one but the Etlworks actions."""
+    actions = worker_context.config.actions
+    return [name for name, action in actions.items() if action.etlworks is None]
 
 
 def serve_metrics(port: int, registry: CollectorRegistry, beating: Liveness) -> WSGIServer:

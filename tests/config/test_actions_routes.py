@@ -255,9 +255,9 @@ class TestAGoodConfig:
               a: {lag: {}}
             """,
             [
-                "test.yaml:3: actions.a.lag: unknown key (known: email, etlworks_request,"
-                " etlworks_retry, etlworks_run, etlworks_schedule, log, pagerduty, retry,"
-                " send_resolved, slack, templates, webhook)"
+                "test.yaml:3: actions.a.lag: unknown key (known: circuit, collapse, email,"
+                " etlworks_request, etlworks_retry, etlworks_run, etlworks_schedule, log,"
+                " pagerduty, retry, send_resolved, slack, templates, webhook)"
             ],
             id="unknown sink",
         ),
@@ -1083,3 +1083,60 @@ def test_the_route_model_dumps_matchers_as_they_are_written() -> None:
 )
 def test_settings_a_sink_cannot_work_with_are_refused_at_load(body: str, expected: str) -> None:
     assert errors(body) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            """
+            actions:
+              a: {pagerduty: {routing_key: "${PD_KEY}"}, collapse: {after: 3}}
+            """,
+            [
+                "test.yaml:3: actions.a: collapse: pagerduty actions do not collapse (only "
+                "email, slack)"
+            ],
+            id="collapse of a sink that has none",
+        ),
+        pytest.param(
+            """
+            actions:
+              a: {slack: {webhook_url: "${SLACK_URL}"}, collapse: {after: 0}}
+            """,
+            ["test.yaml:3: actions.a.collapse.after: input should be greater than or equal to 1"],
+            id="collapse after zero",
+        ),
+        pytest.param(
+            """
+            actions:
+              a:
+                slack: {webhook_url: "${SLACK_URL}"}
+                circuit: {cool_down: 10m, max_cool_down: 1m}
+            """,
+            ["test.yaml:5: actions.a.circuit: max_cool_down must not be shorter than cool_down"],
+            id="cool-down longer than its cap",
+        ),
+    ],
+)
+def test_collapse_and_circuit_errors_point_at_the_key(text: str, expected: list[str]) -> None:
+    assert errors(text) == expected
+
+
+def test_collapse_and_circuit_defaults() -> None:
+    config = load(
+        """
+        actions:
+          chat: {slack: {webhook_url: "${SLACK_URL}"}}
+          quiet: {slack: {webhook_url: "${SLACK_URL}"}, collapse: false}
+          mail: {email: {to: [a@example.com], from: b@example.com, smtp: {host: h}},
+                 collapse: {after: 2}}
+          pager: {pagerduty: {routing_key: "${PD_KEY}"}}
+        """
+    )
+    actions = config.actions
+    assert actions["chat"].collapse_after == 5
+    assert actions["quiet"].collapse_after is None
+    assert actions["mail"].collapse_after == 2
+    assert actions["pager"].collapse_after is None
+    assert (actions["pager"].circuit.after, actions["pager"].circuit.cool_down) == (5, 30.0)

@@ -100,9 +100,10 @@ def serving_sinks() -> Iterator[Sinks]:
             server.stop()
 
 
-def config_text(sinks: Sinks, routes: str, extra: str = "") -> str:
+def config_text(sinks: Sinks, routes: str, extra: str = "", actions: str = "") -> str:
     """The config every test shares (one action of each kind, short retries) with ``routes``,
-    the YAML of the ``routes:`` mapping, and ``extra`` top-level sections."""
+    the YAML of the ``routes:`` mapping, ``extra`` top-level sections and ``actions``, more
+    actions (YAML of the ``actions:`` mapping)."""
     return f"""
 sources:
   etl:
@@ -129,6 +130,7 @@ actions:
       url: "${{WEBHOOK_URL}}"
       sign: {{secret: "${{WHSEC}}"}}
     retry: {RETRY}
+{textwrap.indent(textwrap.dedent(actions).strip(), "  ")}
 routes:
 {textwrap.indent(textwrap.dedent(routes).strip(), "  ")}
 {textwrap.dedent(extra).strip()}
@@ -351,6 +353,7 @@ def running(
     receiver_settings: Mapping[str, object] | None = None,
     worker_settings: Mapping[str, str] | None = None,
     extra: str = "",
+    actions: str = "",
 ) -> Iterator[Flowhooks]:
     """The receiver (its config written to ``folder``) with ``routes``; workers are started
     by the test and stopped at the end. ``secrets`` replace some of :meth:`Sinks.environ`;
@@ -358,7 +361,7 @@ def running(
     ``worker_settings`` ``FLOWHOOKS_*`` variables of the workers."""
     sinks.reset()
     environ = {**sinks.environ(), **(secrets or {})}
-    text = config_text(sinks, routes, extra)
+    text = config_text(sinks, routes, extra, actions)
     config_file = folder / "flowhooks.yaml"
     config_file.write_text(text)
     served = settings(redis_url, **(receiver_settings or {}))

@@ -203,7 +203,9 @@ def test_a_failure_retried_past_the_recovery_does_not_hold_back_the_next_one(
     again = slack_only.post("FLOW_FAILED", "stale-2", flow_id=1601, flow_name="ledger")
     [entry] = slack_only.wait_deliveries(again, "slack", 1)
     assert entry["outcome"] == "delivered"
-    assert stages(slack_only.timeline(again)) == ["received", "picked_up", "routed", "delivery"]
+    # it may have waited its turn in the lane (Slack's pace), never as a repeat
+    waited = [s for s in stages(slack_only.timeline(again)) if s != "lane"]
+    assert waited == ["received", "picked_up", "routed", "delivery"]
     assert len(sinks.slack.requests) == 3  # no "Recovered" message: nothing was open
 
 

@@ -922,8 +922,10 @@ def test_slack_digest() -> None:
     assert block_texts(payload, "header") == [head]
     lines = "\n".join(block_texts(payload, "section")).split("\n")
     assert len(lines) == DIGEST_LINES
-    assert lines[0] == "• 03:12:34 Flow failed: flow-0 - Connection refused"
-    assert lines[-1] == "• 03:13:23 Flow failed: flow-49 - Connection refused"
+    # each line links to its execution
+    link = " <https://app.etlworks.com/rest/v1/flows/12345?auditId=777|open>"
+    assert lines[0] == "• 03:12:34 Flow failed: flow-0 - Connection refused" + link
+    assert lines[-1] == "• 03:13:23 Flow failed: flow-49 - Connection refused" + link
     assert payload["blocks"][-1]["elements"][0]["text"] == "Route: oncall · … and 150 more"
     assert rendered.summary == f"digest: {head}"
 

@@ -12,7 +12,7 @@ from config import keys
 from config.loader import load
 from tests.support import settings
 from workers.context import WorkerContext
-from workers.delivery import PACE, pace
+from workers.lanes import PACE, pace
 from workers.metrics import DeadLetters, WorkerMetrics
 
 GOOD = """
