@@ -298,13 +298,13 @@ ALERTS = {
     "FlowhooksRedisUnreachable",
     "FlowhooksRedisReconnecting",
     "FlowhooksConfigReloadRejected",
+    "FlowhooksWebhooksMissing",
 }
 
 
 def test_the_alerts_on_by_default(helm: dict[str, Any]) -> None:
-    """Webhooks missing waits for the reconciliation with Etlworks: off unless asked."""
     assert set(alerts(rule_spec(helm, "defaults"))) == ALERTS
-    assert set(alerts(rule_spec(helm, "all-alerts"))) == ALERTS | {"FlowhooksWebhooksMissing"}
+    assert set(alerts(rule_spec(helm, "all-alerts"))) == ALERTS
 
 
 @pytest.mark.parametrize("name", list(RENDERS))
