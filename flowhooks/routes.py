@@ -46,6 +46,7 @@ def _settings(match: Match) -> dict[str, Any]:
 def _tree(node: Node) -> dict[str, Any]:
     return {
         "route": node.settings.path,
+        "path": node.settings.location,
         "matchers": [str(m) for m in node.route.matchers],
         "continue": node.route.continue_,
         **_settings(node.settings),
@@ -57,7 +58,7 @@ def _line(node: Node) -> str:
     """One route as ``amtool config routes`` shows it: name, matchers, continue, and the
     settings it routes with, inherited ones included (only those in use)."""
     match = node.settings
-    parts = [match.path]
+    parts = [match.path if match.path == match.location else f"{match.path} ({match.location})"]
     if node.route.matchers:
         parts.append("{" + ", ".join(str(m) for m in node.route.matchers) + "}")
     if node.route.continue_:

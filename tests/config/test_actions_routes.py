@@ -10,6 +10,7 @@ from jinja2.exceptions import SecurityError
 
 from config.loader import ConfigError
 from config.schema import TEMPLATES, Config, Route
+from workers.routing import match
 from config.templates import compile_template
 from tests.support import make_config
 
@@ -43,7 +44,7 @@ LABELS = (
 )
 ROUTE_KEYS = (
     "actions, active_time_intervals, confirm, continue, group_by, group_interval, group_wait,"
-    " matchers, mute_time_intervals, repeat_interval, resolve, routes"
+    " matchers, mute_time_intervals, name, repeat_interval, resolve, routes"
 )
 
 
@@ -1082,3 +1083,45 @@ def test_the_route_model_dumps_matchers_as_they_are_written() -> None:
 )
 def test_settings_a_sink_cannot_work_with_are_refused_at_load(body: str, expected: str) -> None:
     assert errors(body) == [expected]
+
+
+class TestRouteNames:
+    def test_a_name_used_twice_is_refused_where_it_is_repeated(self) -> None:
+        found = route_errors(
+            """
+            routes:
+              routes:
+                - name: warehouse
+                - routes:
+                    - name: warehouse
+            """
+        )
+        assert found == [
+            "test.yaml:12: routes.routes[1].routes[0].name: 'warehouse' names"
+            " routes.routes[0] already"
+        ]
+
+    @pytest.mark.parametrize(
+        ("name", "message"),
+        [
+            ("routes", "'routes' is the root route's path: choose another name"),
+            (
+                "'a.b'",
+                "must be letters, digits, _ and - (at most 64), starting with one of the first two",
+            ),
+            (
+                "'routes.routes[0]'",
+                "must be letters, digits, _ and - (at most 64), starting with one of the first two",
+            ),
+        ],
+    )
+    def test_a_name_that_could_be_taken_for_a_path_is_refused(
+        self, name: str, message: str
+    ) -> None:
+        found = route_errors(f"routes:\n  routes:\n    - name: {name}\n")
+        assert found == [f"test.yaml:10: routes.routes[0].name: {message}"]
+
+    def test_a_named_route_is_matched_by_its_name(self) -> None:
+        config = load(ACTIONS + "routes:\n  routes:\n    - {name: marts, actions: [oncall]}\n")
+        [found] = match(config.routes, {"kind": "flow.failed"})
+        assert (found.path, found.location) == ("marts", "routes.routes[0]")
