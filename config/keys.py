@@ -94,6 +94,12 @@ def recovered(source: str, flow_id: str) -> str:
     return f"{PREFIX}:recovered:{source}:{flow_id}"
 
 
+def expectation(name: str) -> str:
+    """Hash of what flowhooks knows of an expectation: since when it watches, the last
+    success and its event, the last deadline judged, the deadline missed and its event."""
+    return f"{PREFIX}:expect:{name}"
+
+
 SILENCES = f"{PREFIX}:silences"
 """Hash of silence id to the silence as JSON."""
 

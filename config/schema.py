@@ -29,6 +29,7 @@ from config.etlworks import (
     RunAction,
     ScheduleAction,
 )
+from config.expectations import Expectation
 from config.joins import Join
 from config.secrets import Secret, SecretOrText, Unresolved
 from config.templates import compile_template
@@ -474,6 +475,7 @@ class Config(Strict):
     time_intervals: dict[SourceName, list[TimeIntervalSpec]] = {}
     etlworks: dict[SourceName, Instance] = {}
     joins: dict[SourceName, Join] = {}
+    expect: dict[SourceName, Expectation] = {}
 
     @field_validator("routes")
     @classmethod

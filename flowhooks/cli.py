@@ -28,6 +28,7 @@ from flowhooks.common import (
 )
 from flowhooks.devserver import run_dev
 from flowhooks.events import events
+from flowhooks.expect import expect
 from flowhooks.operations import dlq, silence
 from flowhooks.routes import routes
 from flowhooks.sendtest import sample, sign
@@ -45,7 +46,7 @@ def main() -> None:
     2 the command line, a setting or the config file is wrong."""
 
 
-for group in (events, routes, silence, dlq):
+for group in (events, routes, silence, dlq, expect):
     main.add_command(group)
 
 

@@ -52,6 +52,21 @@ FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
 """Kinds that open (or keep open) an incident per (flow, route, action)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
+MISSED_KIND = "expectation.missed"
+"""An expectation's deadline passed without a success: an incident of the expectation, which
+its next success resolves (:mod:`workers.expectations`)."""
+
+
+def incident_scope(event: Mapping[str, Any]) -> str | None:
+    """What the incident an event opens is kept under within its source: the flow of a flow's
+    failure, ``expect/<name>`` for a missed expectation; ``None`` for an event that opens none."""
+    if event.get("kind") == MISSED_KIND and event.get("entity_id"):
+        return f"expect/{event['entity_id']}"
+    if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
+        return str(event["flow_id"])
+    return None
+
+
 PACE = {"slack": 1.0, "pagerduty": 0.5}
 """Seconds between two messages of one action: Slack takes about one a second per webhook,
 PagerDuty 120 events a minute per routing key."""
@@ -120,7 +135,7 @@ def plan(
     ref = keys.ref(labels["source"], labels["id"])
     silence = matching(silences, labels, tags, at)
     open_by_route = {(i.route, i.action): i for i in incidents}
-    failure = event.get("kind") in FAILURE_KINDS and bool(labels["flow_id"])
+    failure = incident_scope(event) is not None
     planned: list[Planned] = []
     for route in match(config.routes, labels, tags):
         for action in route.actions:
@@ -195,9 +210,17 @@ def load_state(
             pipe.smembers(keys.incidents(source, flow_id))
         replies = pipe.execute()
     found = parse_all(replies[0])
-    members = replies[1] if flow_id else set()
+    return found, _incidents(conn, replies[1] if flow_id else set())
+
+
+def open_incidents(conn: "Redis", source: str, scope: str) -> list[Incident]:
+    """The open incidents kept under ``scope`` (see :func:`incident_scope`) of ``source``."""
+    return _incidents(conn, conn.smembers(keys.incidents(source, scope)))
+
+
+def _incidents(conn: "Redis", members: Any) -> list[Incident]:
     if not members:
-        return found, []
+        return []
     with conn.pipeline(transaction=False) as pipe:
         for key in members:
             pipe.hgetall(key)
@@ -215,7 +238,7 @@ def load_state(
                     resolve=fields["resolve"] == "1",
                 )
             )
-    return found, incidents
+    return incidents
 
 
 def received_at(event: Mapping[str, Any]) -> float | None:
@@ -249,11 +272,12 @@ return 1
 def note_incident(
     conn: "Redis", event: Mapping[str, Any], route: Match, action: str, now: float
 ) -> bool:
-    """Open or refresh the incident of (flow, route, action) after a failure was notified;
-    ``False`` when the flow succeeded after this failure was received: a notification whose
-    retries outlasted the recovery reopens nothing, so the next failure is not held back as
-    a repeat of it (nor resolved by the next success)."""
-    source, flow_id = str(event["source"]), str(event["flow_id"])
+    """Open or refresh the incident of (flow, route, action) after a failure was notified (of
+    (expectation, route, action) after a missed deadline: :func:`incident_scope`); ``False``
+    when the flow succeeded after this failure was received: a notification whose retries
+    outlasted the recovery reopens nothing, so the next failure is not held back as a repeat
+    of it (nor resolved by the next success)."""
+    source, flow_id = str(event["source"]), str(incident_scope(event))
     incident = keys.incident(source, flow_id, route.path, action)
     args = (
         repr(now),

@@ -183,6 +183,7 @@ _HEADLINES = {
     "flow.running": "Flow running",
     "flow.timeout": "Flow timed out",
     "join.expired": "Join expired",
+    "expectation.missed": "Expected success missed",
     "resource.changed": "Resource changed",
 }
 

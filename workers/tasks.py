@@ -17,7 +17,8 @@ from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys, routejobs
 from config.schema import Config
-from workers import adoption, context, joins, synthetic
+from config.silences import Silence
+from workers import adoption, context, expectations, joins, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
@@ -26,6 +27,7 @@ from workers.delivery import (
     SUCCESS_KINDS,
     Deliverer,
     DeliveryFailed,
+    Incident,
     Planned,
     Spec,
     acts,
@@ -35,6 +37,7 @@ from workers.delivery import (
     end_flush,
     group_id,
     group_values,
+    incident_scope,
     labels_of,
     load_state,
     not_before,
@@ -158,7 +161,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
     now = datetime.now(UTC)
-    silences, incidents = load_state(conn, source, event.get("flow_id"))
+    silences, incidents = _state(conn, ctx.config, event)
     planned = plan(ctx.config, event, at=now, silences=silences, incidents=incidents)
     entries.append(
         eventlog.entry(
@@ -199,8 +202,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
     for p in groups:
         _group(job, event, p)
-    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
-        close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
+    _close_incidents(conn, ctx.config, event)
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {
         (p.route, p.action)
@@ -214,6 +216,24 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
             _note(conn, event, [p.match for p in planned if p.match], spec)
+
+
+def _state(
+    conn: Any, config: Config, event: dict[str, Any]
+) -> tuple[list[Silence], list[Incident]]:
+    """The silences, and the open incidents the event may repeat or resolve: its flow's (its
+    expectation's, for a missed one), and those of the expectations a success meets."""
+    source = str(event["source"])
+    silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
+    return silences, incidents + expectations.incidents_met(conn, config, event)
+
+
+def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
+    """A success closes its flow's incidents, and those of the expectations it meets."""
+    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
+        at = received_at(event) or time.time()
+        close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
+    expectations.observe(conn, config, event)
 
 
 def _held_back(planned: Planned, extra: dict[str, Any]) -> None:
@@ -308,7 +328,7 @@ def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
 def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:
     """Open or refresh the incident a delivered failure notification belongs to (nothing when
     the route is no longer in the config)."""
-    if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
+    if incident_scope(event) is not None:
         route = next((r for r in routes if r.path == spec.route), None)
         if route is not None:
             note_incident(conn, event, route, spec.action, time.time())

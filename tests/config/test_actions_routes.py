@@ -10,9 +10,9 @@ from jinja2.exceptions import SecurityError
 
 from config.loader import ConfigError
 from config.schema import TEMPLATES, Config, Route
-from workers.routing import match
 from config.templates import compile_template
 from tests.support import make_config
+from workers.routing import match
 
 SLACK_URL = "https://hooks.slack.com/services/T0/B0/slack-secret-path-Qx7"
 HOOK_URL = "https://hooks.example.com/in/hook-secret-path-Wz3"
@@ -897,8 +897,9 @@ class TestRoutes:
                 ["'kind=\"flow_failed\"'"],
                 [
                     "test.yaml:12: routes.routes[1].matchers[0]: unknown kind 'flow_failed'"
-                    " (known: flow.canceled, flow.failed, flow.running, flow.succeeded,"
-                    " flow.timeout, flow.warning, join.expired, other, resource.changed);"
+                    " (known: expectation.missed, flow.canceled, flow.failed, flow.running,"
+                    " flow.succeeded, flow.timeout, flow.warning, join.expired, other,"
+                    " resource.changed);"
                     " did you mean 'flow.failed'?"
                 ],
             ),
