@@ -100,6 +100,16 @@ def expectation(name: str) -> str:
     return f"{PREFIX}:expect:{name}"
 
 
+INHIBITORS = f"{PREFIX}:inhibitors"
+"""Hash of the open incidents that may inhibit (``source:scope``) to their event, as JSON
+(:mod:`workers.inhibition`)."""
+
+
+def inhibited(inhibitor_ref: str) -> str:
+    """The set of events an inhibitor held back, routed again when its incident closes."""
+    return f"{PREFIX}:inhibited:{inhibitor_ref}"
+
+
 SILENCES = f"{PREFIX}:silences"
 """Hash of silence id to the silence as JSON."""
 

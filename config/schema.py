@@ -30,6 +30,7 @@ from config.etlworks import (
     ScheduleAction,
 )
 from config.expectations import Expectation
+from config.inhibit import InhibitRule
 from config.joins import Join
 from config.secrets import Secret, SecretOrText, Unresolved
 from config.templates import compile_template
@@ -476,6 +477,7 @@ class Config(Strict):
     etlworks: dict[SourceName, Instance] = {}
     joins: dict[SourceName, Join] = {}
     expect: dict[SourceName, Expectation] = {}
+    inhibit_rules: list[InhibitRule] = []
 
     @field_validator("routes")
     @classmethod

@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 from config import deadletters, eventlog, keys
 from config.base import DERIVED
 from config.events import LABELS
+from config.inhibit import Inhibitor, inhibiting
 from config.schema import Action, Config, RetryPolicy
 from config.silences import Silence, matching, parse_all
 from config.timeintervals import active
@@ -129,19 +130,25 @@ def plan(
     at: datetime,
     silences: Sequence[Silence],
     incidents: Sequence[Incident],
+    inhibitors: Sequence[Inhibitor] = (),
 ) -> list[Planned]:
     """What ``event`` sends at ``at``, and what is suppressed and why. Pure."""
     labels, tags = labels_of(event)
     ref = keys.ref(labels["source"], labels["id"])
     silence = matching(silences, labels, tags, at)
     open_by_route = {(i.route, i.action): i for i in incidents}
-    failure = incident_scope(event) is not None
+    scope = incident_scope(event)
+    failure = scope is not None
+    own = None if scope is None else f"{labels['source']}:{scope}"
+    inhibitor = inhibiting(config.inhibit_rules, labels, tags, inhibitors, own=own)
     planned: list[Planned] = []
     for route in match(config.routes, labels, tags):
         for action in route.actions:
             reason, detail = _suppression(config, route, silence, at)
             incident = open_by_route.get((route.path, action))
             acting = acts(config, action)
+            if reason is None and inhibitor is not None and not acting:
+                reason, detail = "inhibited", inhibitor.ref  # a notification, not an action
             if reason is None and failure and incident is not None and not acting:
                 since = at.timestamp() - incident.last_notified_at
                 if since < route.repeat_interval:

@@ -16,9 +16,10 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys, routejobs
+from config.inhibit import Inhibitor
 from config.schema import Config
 from config.silences import Silence
-from workers import adoption, context, expectations, joins, synthetic
+from workers import adoption, context, expectations, inhibition, joins, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
@@ -161,8 +162,10 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
     now = datetime.now(UTC)
-    silences, incidents = _state(conn, ctx.config, event)
-    planned = plan(ctx.config, event, at=now, silences=silences, incidents=incidents)
+    silences, incidents, inhibitors = _state(conn, ctx.config, event)
+    planned = plan(
+        ctx.config, event, at=now, silences=silences, incidents=incidents, inhibitors=inhibitors
+    )
     entries.append(
         eventlog.entry(
             "routed",
@@ -183,7 +186,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
                     detail=p.detail,
                 )
             )
-            _held_back(p, extra)
+            _held_back(conn, p, extra)
         elif p.kind == "group":
             groups.append(p)
         else:
@@ -220,25 +223,38 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
 
 def _state(
     conn: Any, config: Config, event: dict[str, Any]
-) -> tuple[list[Silence], list[Incident]]:
-    """The silences, and the open incidents the event may repeat or resolve: its flow's (its
-    expectation's, for a missed one), and those of the expectations a success meets."""
+) -> tuple[list[Silence], list[Incident], list[Inhibitor]]:
+    """The silences; the open incidents the event may repeat or resolve: its flow's (its
+    expectation's, for a missed one), and those of the expectations a success meets; and the
+    open incidents that may inhibit it, the event itself noted among them when it is one."""
     source = str(event["source"])
     silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
-    return silences, incidents + expectations.incidents_met(conn, config, event)
+    inhibitors = inhibition.note_and_load(conn, config, event)
+    return silences, incidents + expectations.incidents_met(conn, config, event), inhibitors
 
 
 def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
-    """A success closes its flow's incidents, and those of the expectations it meets."""
+    """A success closes its flow's incidents, and those of the expectations it meets; what
+    they inhibited is routed again."""
+    closed: list[tuple[str, str]] = []
     if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
         at = received_at(event) or time.time()
         close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
-    expectations.observe(conn, config, event)
+        closed.append((str(event["source"]), str(event["flow_id"])))
+    for name in expectations.observe(conn, config, event):
+        closed.append(
+            (expectations.source_of(config, config.expect[name]), expectations.scope(name))
+        )
+    retention = context.current().settings.event_retention
+    for source, scope in closed if config.inhibit_rules else ():
+        inhibition.release(conn, source, scope, retention=retention)
 
 
-def _held_back(planned: Planned, extra: dict[str, Any]) -> None:
+def _held_back(conn: Any, planned: Planned, extra: dict[str, Any]) -> None:
     """Count a suppressed delivery, and say at INFO why it is not sent: a notification that
-    never comes is otherwise invisible."""
+    never comes is otherwise invisible. One inhibited is remembered by its inhibitor."""
+    if planned.suppressed == "inhibited" and planned.detail:
+        inhibition.hold(conn, planned.detail, keys.ref(extra["source"], extra["event_id"]))
     context.current().metrics.suppressions.labels(planned.suppressed).inc()
     log.info(
         "not sent: %s, %s",
