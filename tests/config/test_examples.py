@@ -32,7 +32,15 @@ def needed(config: Path) -> list[str]:
 
 def test_there_are_examples() -> None:
     names = [c.stem for c in CONFIGS]
-    assert names == ["chain", "circuit-breaker", "join", "pagerduty-incidents", "slack-alerts"]
+    assert names == [
+        "chain",
+        "circuit-breaker",
+        "expect",
+        "inhibit",
+        "join",
+        "pagerduty-incidents",
+        "slack-alerts",
+    ]
     listed = (EXAMPLES / "README.md").read_text()
     assert all(f"`{c.name}`" in listed for c in CONFIGS)
 
