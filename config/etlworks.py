@@ -61,6 +61,9 @@ class Instance(Strict):
     url: str
     api_key: Secret
     timeout: Positive = 30.0
+    audit: bool = False
+    """Enrich a flow's failure with the flow's latest change from the audit log (who, what,
+    when): :mod:`workers.etlworks.audit`."""
 
     @field_validator("url")
     @classmethod

@@ -100,6 +100,17 @@ def expectation(name: str) -> str:
     return f"{PREFIX}:expect:{name}"
 
 
+def audit(instance: str) -> str:
+    """The flows' recent changes an Etlworks instance's audit log answered, as JSON, for a
+    minute (:mod:`workers.etlworks.audit`)."""
+    return f"{PREFIX}:audit:{instance}"
+
+
+def change(event_ref: str) -> str:
+    """The latest change of a failed flow, as JSON, found when its event was routed."""
+    return f"{PREFIX}:change:{event_ref}"
+
+
 INHIBITORS = f"{PREFIX}:inhibitors"
 """Hash of the open incidents that may inhibit (``source:scope``) to their event, as JSON
 (:mod:`workers.inhibition`)."""

@@ -751,7 +751,10 @@ class Deliverer:
     def _event(self, ref: str) -> dict[str, Any] | None:
         """The stored event, read once per job (the route job hands over the one it read)."""
         if ref not in self.events:
-            self.events[ref] = eventlog.load_event(self.conn, ref)
+            # imported here: the Etlworks modules build on this one
+            from workers.etlworks.audit import attach  # noqa: PLC0415
+
+            self.events[ref] = attach(self.conn, eventlog.load_event(self.conn, ref))
         return self.events[ref]
 
     def _observe_latency(self, ref: str) -> None:

@@ -48,6 +48,7 @@ from workers.delivery import (
     received_at,
     schedule,
 )
+from workers.etlworks import audit
 from workers.etlworks.actions import Actor, Poll
 from workers.routing import Match, match
 
@@ -154,7 +155,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
         return
-    event = _count_failures(conn, event)
+    event = _enriched(conn, ctx, _count_failures(conn, event))
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -320,6 +321,15 @@ def expire_joins(
             )
             schedule(queue, spec, 0, job_timeout=job_timeout, retention=retention)
     return len(expired)
+
+
+def _enriched(conn: Any, ctx: context.WorkerContext, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its flow's latest change, when its instance audits (see
+    :mod:`workers.etlworks.audit`)."""
+    if not any(instance.audit for instance in ctx.config.etlworks.values()):
+        return event
+    retention = ctx.settings.event_retention
+    return ctx.run(audit.enrich(conn, ctx.config, ctx.client, event, retention=retention))
 
 
 def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
