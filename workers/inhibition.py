@@ -44,16 +44,21 @@ def note_and_load(conn: "Redis", config: Config, event: dict[str, Any]) -> list[
         ref = keys.ref(labels["source"], labels["id"])
         entry = {**Inhibitor(key, ref, labels, tuple(tags)).to_json(), "at": now}
         conn.hset(keys.INHIBITORS, key, json.dumps(entry))
-    return load(conn, now)
+    return load(conn, now, forget=True)
 
 
-def load(conn: "Redis", now: float) -> list[Inhibitor]:
-    """The open inhibitors, those older than the incidents' lifetime left out."""
-    found = []
+def load(conn: "Redis", now: float, *, forget: bool = False) -> list[Inhibitor]:
+    """The open inhibitors, those older than the incidents' lifetime left out (and, with
+    ``forget``, deleted: ``routes test`` reads without writing)."""
+    found, stale = [], []
     for key, value in conn.hgetall(keys.INHIBITORS).items():
         data = json.loads(value)
         if now - float(data.get("at", 0)) <= INCIDENT_TTL:
             found.append(Inhibitor.from_json(keys.text(key), data))
+        else:
+            stale.append(key)
+    if stale and forget:
+        conn.hdel(keys.INHIBITORS, *stale)
     return found
 
 
