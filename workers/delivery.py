@@ -92,6 +92,9 @@ class Incident:
     opened_at: float
     last_notified_at: float
     resolve: bool
+    subject: str = ""
+    """The ref of the event its resolve is about, when not the success resolving it: a missed
+    expectation's, whose message (and PagerDuty dedup key) the resolve must answer."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Planned:
     suppressed: str | None = None
     detail: str | None = None
     match: Match | None = field(default=None, compare=False)
+    subject: str | None = None
+    """The ref of the event a resolve renders, when not the one planned for."""
 
 
 def delivery_id(*parts: str) -> str:
@@ -184,6 +189,7 @@ def plan(
                     incident.action,
                     "resolve",
                     delivery_id(ref, incident.route, incident.action, "resolve"),
+                    subject=incident.subject or None,
                 )
             )
     return planned
@@ -221,11 +227,12 @@ def load_state(
 
 
 def open_incidents(conn: "Redis", source: str, scope: str) -> list[Incident]:
-    """The open incidents kept under ``scope`` (see :func:`incident_scope`) of ``source``."""
-    return _incidents(conn, conn.smembers(keys.incidents(source, scope)))
+    """The open incidents kept under ``scope`` (see :func:`incident_scope`) of ``source``, each
+    with the event that opened it as the :attr:`~Incident.subject` of its resolve."""
+    return _incidents(conn, conn.smembers(keys.incidents(source, scope)), subject=True)
 
 
-def _incidents(conn: "Redis", members: Any) -> list[Incident]:
+def _incidents(conn: "Redis", members: Any, *, subject: bool = False) -> list[Incident]:
     if not members:
         return []
     with conn.pipeline(transaction=False) as pipe:
@@ -243,6 +250,7 @@ def _incidents(conn: "Redis", members: Any) -> list[Incident]:
                     opened_at=float(fields["opened_at"]),
                     last_notified_at=float(fields["last_notified_at"]),
                     resolve=fields["resolve"] == "1",
+                    subject=fields.get("event", "") if subject else "",
                 )
             )
     return incidents

@@ -191,9 +191,8 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         elif p.kind == "group":
             groups.append(p)
         else:
-            sends.append(
-                Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
-            )
+            ref = p.subject or event_ref
+            sends.append(Spec(ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time()))
     sends.extend(_joined(conn, ctx.config, event, now))
     deliverer = _deliverer(job)
     deliverer.events[event_ref] = event

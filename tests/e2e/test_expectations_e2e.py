@@ -22,13 +22,13 @@ ROUTES = """
 routes:
   - name: expectations
     matchers: ['kind="expectation.missed"']
-    actions: [slack]
+    actions: [slack, pager]
     resolve: true
 """
 EXPECT = """
 expect:
   nightly-orders:
-    matchers: ['flow_id="4242"']
+    matchers: ['flow_name="orders"']
     succeed_by: {cron: "0 6 * * *", timezone: Europe/Berlin}
     grace: 10m
 """
@@ -74,10 +74,11 @@ def test_a_flow_that_never_ran_is_reported_once_and_its_success_resolves_it(
     assert "Expected success missed" in message
     assert "nightly-orders" in message
     event = system.event(ref)
-    assert (event["kind"], event["entity_id"], event["flow_id"]) == (
+    assert (event["kind"], event["entity_id"], event["flow_id"], event["flow_name"]) == (
         "expectation.missed",
         "nightly-orders",
-        "4242",
+        None,
+        "orders",
     )
     assert event["raw"]["deadline"] == deadline.isoformat()
     system.wait(
@@ -88,18 +89,23 @@ def test_a_flow_that_never_ran_is_reported_once_and_its_success_resolves_it(
     assert missing["missed"] == deadline.isoformat()
     assert missing["missed_event"] == ref
 
-    success = system.post("FLOW_SUCCESS", "orders-ran", flow_id=4242)
+    other = system.post("FLOW_SUCCESS", "crm-ran", flow_id=7, flow_name="crm")
+    system.wait_routed(other)  # not the expected flow: nothing resolved
+    success = system.post("FLOW_SUCCESS", "orders-ran", flow_id=4242, flow_name="orders")
     system.wait(lambda: len(sinks.slack.requests) == 2, "the resolve")
-    [resolved] = deliveries(system.wait_deliveries(success, "slack", 1), "slack")
-    assert (resolved["kind"], resolved["route"], resolved["outcome"]) == (
-        "resolve",
-        "expectations",
-        "delivered",
-    )
+    system.wait(lambda: len(sinks.pagerduty.requests) == 2, "the page's resolve")
+    trigger, resolve = (r.json() for r in sinks.pagerduty.requests)
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"]
+    # the resolve answers the missed event's message: it is on that event's timeline
+    notified, resolved = deliveries(system.wait_deliveries(ref, "slack", 2), "slack")
+    assert (notified["kind"], resolved["kind"]) == ("notify", "resolve")
+    assert (resolved["route"], resolved["outcome"]) == ("expectations", "delivered")
+    assert "Recovered: orders" in json.dumps(sinks.slack.requests[1].json())
     assert not system.redis.smembers(keys.incidents("etl", "expect/nightly-orders"))
     met = status(system)
     assert met["missed"] is None
     assert met["last_success_event"] == success
     # the deadline stays judged: nothing more is sent for it
     assert evaluate(system.redis, config, later, retention=RETENTION) == []
-    assert len(sinks.slack.requests) == 2
+    assert (len(sinks.slack.requests), len(sinks.pagerduty.requests)) == (2, 2)
