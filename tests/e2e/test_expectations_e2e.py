@@ -109,3 +109,33 @@ def test_a_flow_that_never_ran_is_reported_once_and_its_success_resolves_it(
     # the deadline stays judged: nothing more is sent for it
     assert evaluate(system.redis, config, later, retention=RETENTION) == []
     assert (len(sinks.slack.requests), len(sinks.pagerduty.requests)) == (2, 2)
+
+
+EVERY = """
+expect:
+  heartbeat:
+    matchers: ['flow_id="77"']
+    every: 2s
+"""
+
+
+def test_the_workers_own_maintenance_judges_the_deadlines(
+    redis: Redis, redis_url: str, sinks: Sinks, tmp_path: Path
+) -> None:
+    """No clock injected: a worker judging every second finds the 2 s expectation missed, and
+    the missed event is routed to Slack; the stored state says when."""
+    with running(
+        redis,
+        redis_url,
+        sinks,
+        tmp_path,
+        ROUTES,
+        extra=EVERY,
+        worker_settings={"FLOWHOOKS_MAINTENANCE_INTERVAL": "1"},
+    ) as system:
+        system.start_worker()
+        system.wait(lambda: len(sinks.slack.requests) >= 1, "the missed heartbeat's message")
+        message = json.dumps(sinks.slack.requests[0].json())
+        assert "Expected success missed: heartbeat" in message
+        assert "heartbeat" in system.worker_logs()
+        assert status(system)["missed_event"].startswith("etl:expect-heartbeat-")
