@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 from config import deadletters, eventlog, keys
 from config.base import DERIVED
 from config.events import LABELS
+from config.expectations import MISSED_KIND
 from config.inhibit import Inhibitor, inhibiting
 from config.schema import Action, Config, RetryPolicy
 from config.silences import Silence, matching, parse_all
@@ -53,14 +54,12 @@ FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
 """Kinds that open (or keep open) an incident per (flow, route, action)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
-MISSED_KIND = "expectation.missed"
-"""An expectation's deadline passed without a success: an incident of the expectation, which
-its next success resolves (:mod:`workers.expectations`)."""
 
 
 def incident_scope(event: Mapping[str, Any]) -> str | None:
     """What the incident an event opens is kept under within its source: the flow of a flow's
-    failure, ``expect/<name>`` for a missed expectation; ``None`` for an event that opens none."""
+    failure, ``expect/<name>`` for a missed expectation (which its next success resolves, see
+    :mod:`workers.expectations`); ``None`` for an event that opens none."""
     if event.get("kind") == MISSED_KIND and event.get("entity_id"):
         return f"expect/{event['entity_id']}"
     if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):

@@ -166,7 +166,9 @@ DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "summary": "{{ headline }}: {{ name }} ({{ event.source }})"
         "{% if excerpt %}: {{ excerpt }}{% endif %}",
         "dedup_key": "flowhooks:{{ event.source }}:"
-        "{% if event.flow_id %}{{ event.flow_id }}{% else %}event:{{ event.id }}{% endif %}",
+        "{% if event.flow_id %}{{ event.flow_id }}"
+        "{% elif event.kind == 'expectation.missed' %}expect:{{ event.entity_id }}"
+        "{% else %}event:{{ event.id }}{% endif %}",
     },
     "email": {
         "subject": "[flowhooks] {{ headline }}: {{ name }}",
