@@ -155,7 +155,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
         return
-    event = _enriched(conn, ctx, _count_failures(conn, event))
+    event = _enriched(conn, ctx, _count_failures(conn, event), entries)
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -322,13 +322,17 @@ def expire_joins(
     return len(expired)
 
 
-def _enriched(conn: Any, ctx: context.WorkerContext, event: dict[str, Any]) -> dict[str, Any]:
+def _enriched(
+    conn: Any, ctx: context.WorkerContext, event: dict[str, Any], entries: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The event with its flow's latest change, when its instance audits (see
-    :mod:`workers.etlworks.audit`)."""
+    :mod:`workers.etlworks.audit`), the timeline entry saying it added to ``entries``."""
     if not any(instance.audit for instance in ctx.config.etlworks.values()):
         return event
     retention = ctx.settings.event_retention
-    return ctx.run(audit.enrich(conn, ctx.config, ctx.client, event, retention=retention))
+    return ctx.run(
+        audit.enrich(conn, ctx.config, ctx.client, event, retention=retention, entries=entries)
+    )
 
 
 def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:

@@ -154,13 +154,18 @@ async def enrich(
     event: dict[str, Any],
     *,
     retention: float,
+    entries: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """``event`` with ``change``, the flow's latest change as :meth:`Change.describe` says it,
     when its source's instance audits and the audit log names one; kept with the event for
-    ``retention`` seconds and noted on its timeline."""
+    ``retention`` seconds, its timeline entry added to ``entries``. An event routed again
+    (a replay) keeps the change found the first time."""
     name = instance_of(config, event)
     if name is None:
         return event
+    known = attach(conn, event)
+    if known is not None and "change" in known:
+        return known
     instance = config.etlworks[name]
     api = EtlworksClient(
         instance.url, instance.api_key, client=client, timeout=min(instance.timeout, TIMEOUT)
@@ -172,18 +177,16 @@ async def enrich(
         return event
     said = change.describe(when)
     ref = keys.ref(str(event["source"]), str(event["id"]))
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.set(keys.change(ref), json.dumps(said), ex=int(retention))
-        eventlog.append(
-            pipe,
-            ref,
+    conn.set(keys.change(ref), json.dumps(said), ex=int(retention))
+    entries.append(
+        eventlog.entry(
             "changed",
             user=change.user,
             action=change.action,
             changed_at=change.at.isoformat(),
             said=said,
         )
-        pipe.execute()
+    )
     return {**event, "change": said}
 
 
