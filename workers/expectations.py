@@ -34,6 +34,8 @@ from workers.delivery import Incident, close_incidents, labels_of, open_incident
 if TYPE_CHECKING:
     from redis import Redis
 
+    from workers.metrics import WorkerMetrics
+
 log = logging.getLogger("flowhooks.worker")
 
 STATE_TTL = 400 * 86400
@@ -138,9 +140,17 @@ def load(conn: "Redis", name: str, now: datetime) -> State:
     )
 
 
-def evaluate(conn: "Redis", config: Config, now: datetime, *, retention: float) -> list[str]:
+def evaluate(
+    conn: "Redis",
+    config: Config,
+    now: datetime,
+    *,
+    retention: float,
+    metrics: "WorkerMetrics | None" = None,
+) -> list[str]:
     """Judge every expectation's deadline due by ``now`` not judged before; store and route an
-    ``expectation.missed`` event for each one missed. The refs of the events stored."""
+    ``expectation.missed`` event for each one missed (counted in ``metrics``). The refs of the
+    events stored."""
     stored: list[str] = []
     for name, expectation in config.expect.items():
         state = load(conn, name, now)
@@ -153,6 +163,8 @@ def evaluate(conn: "Redis", config: Config, now: datetime, *, retention: float) 
             ref = keys.ref(event["source"], event["id"])
             if synthetic.store(conn, event, retention=retention) is not None:
                 stored.append(ref)
+                if metrics is not None:
+                    metrics.expectations_missed.labels(name).inc()
                 log.warning(
                     "expectation missed: %s",
                     event["error"],

@@ -31,13 +31,20 @@ class WorkerMetrics:
         )
         self.suppressions = Counter(
             "flowhooks_suppressed_notifications",
-            "Notifications not sent, by reason (silenced, muted, inactive, repeat_interval).",
+            "Notifications not sent, by reason (silenced, muted, inactive, inhibited,"
+            " repeat_interval).",
             ["reason"],
             registry=registry,
         )
         self.redis_reconnects = Counter(
             "flowhooks_redis_reconnects",
             "Times the worker lost Redis and waited for it to come back.",
+            registry=registry,
+        )
+        self.expectations_missed = Counter(
+            "flowhooks_expectations_missed",
+            "Deadlines of an expectation (expect:) that passed without a success.",
+            ["expectation"],
             registry=registry,
         )
         self.config_reloads = Counter(

@@ -174,6 +174,7 @@ class Worker(SimpleWorker):
                 ctx.config,
                 datetime.now(UTC),
                 retention=ctx.settings.event_retention,
+                metrics=ctx.metrics,
             )
         except RedisError:
             log.exception("judging expectations failed; the next maintenance tries again")

@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from redis import Redis
 
 from config import keys
 from config.schema import Config
 from tests.support import make_config
 from workers import expectations
+from workers.metrics import WorkerMetrics
 
 CONFIG = """
 sources: {etl: {allow_unsigned: true}, prod: {allow_unsigned: true}}
@@ -54,9 +56,14 @@ def test_a_missed_deadline_is_stored_once_with_its_route_job(redis: Redis) -> No
     cfg = config()
     watch(redis, cfg)
     later = datetime(2026, 5, 12, 4, 11, tzinfo=UTC)  # 06:11 Berlin: grace over
-    [ref] = expectations.evaluate(redis, cfg, later, retention=RETENTION)
+    metrics = WorkerMetrics(CollectorRegistry())
+    [ref] = expectations.evaluate(redis, cfg, later, retention=RETENTION, metrics=metrics)
     assert ref == "prod:expect-orders-20260512T040000Z"
-    assert expectations.evaluate(redis, cfg, later, retention=RETENTION) == []
+    assert expectations.evaluate(redis, cfg, later, retention=RETENTION, metrics=metrics) == []
+    counted = metrics.registry.get_sample_value(
+        "flowhooks_expectations_missed_total", {"expectation": "orders"}
+    )
+    assert counted == 1
     stored = json.loads(redis.get(keys.event(ref)) or b"{}")
     assert (stored["kind"], stored["source"], stored["entity_id"], stored["flow_id"]) == (
         "expectation.missed",
