@@ -761,7 +761,9 @@ class Deliverer:
             # imported here: the Etlworks modules build on this one
             from workers.etlworks.audit import attach  # noqa: PLC0415
 
-            self.events[ref] = attach(self.conn, eventlog.load_event(self.conn, ref))
+            event = eventlog.load_event(self.conn, ref)
+            audited = any(instance.audit for instance in self.config.etlworks.values())
+            self.events[ref] = attach(self.conn, event) if audited else event
         return self.events[ref]
 
     def _observe_latency(self, ref: str) -> None:
