@@ -1,6 +1,7 @@
 """What changed before it broke, end to end: the Etlworks simulator's flows fail and send their
 webhooks to the real receiver, a real worker process reads the simulator's audit log (once for
-a storm of failures) and the Slack and PagerDuty messages say who changed the flow, and when."""
+a storm of failures) and the Slack and PagerDuty messages say who changed the flow, and when,
+Slack's in the retries its first refusals get."""
 
 import json
 import re
@@ -10,12 +11,15 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.e2e.delivery_support import Sinks, serving_sinks
+from tests.e2e.delivery_support import RETRY, SLACK_OK, Sinks, serving_sinks
 from tests.e2e.etlworks_support import outcome_ref, running, start_run
 from tests.etlworks.simulator import Simulator
+from tests.workers.sinks.standins import Reply
 
-ACTIONS = """
-ops-slack: {slack: {webhook_url: "${SLACK_WEBHOOK_URL}"}}
+ACTIONS = f"""
+ops-slack:
+  slack: {{webhook_url: "${{SLACK_WEBHOOK_URL}}"}}
+  retry: {RETRY}
 """
 ROUTES = """
 routes:
@@ -51,11 +55,12 @@ def test_failures_are_told_what_changed_with_one_call_for_a_storm(
         routes=ROUTES,
         instance="audit: true",
     ) as system:
+        sinks.slack.reset(*[Reply(503, b"busy")] * 3, default=SLACK_OK)  # every first post
         runs = [start_run(sim, flow_id) for flow_id in (101, 102, 103)]
         refs = [outcome_ref(system, sim, run) for run in runs]
         system.start_worker()
         system.wait(lambda: len(sinks.pagerduty.requests) == 3, "three pages")
-        system.wait(lambda: len(sinks.slack.requests) == 3, "three Slack messages")
+        system.wait(lambda: len(sinks.slack.requests) == 6, "three Slack messages, retried")
 
         assert sim.count("GET /v1/audit") == 1
         [call] = [c for c in sim.calls if c.route == "GET /v1/audit"]
@@ -69,8 +74,10 @@ def test_failures_are_told_what_changed_with_one_call_for_a_storm(
         assert CHANGED.fullmatch(paged["payload"]["custom_details"]["change"])
         others = [r.json() for r in sinks.pagerduty.requests if r.json() != paged]
         assert all("change" not in o["payload"]["custom_details"] for o in others)
-        posted = [json.dumps(r.json()) for r in sinks.slack.requests]
-        assert sum(bool(CHANGED.search(p)) for p in posted) == 1
+        # the retries read the change kept with the event
+        retried = [json.dumps(r.json()) for r in sinks.slack.requests[3:]]
+        assert [bool(CHANGED.search(p)) for p in retried if "orders-101" in p] == [True]
+        assert not any(CHANGED.search(p) for p in retried if "orders-101" not in p)
         [changed] = [e for e in system.timeline(refs[0]) if e["stage"] == "changed"]
         assert (changed["user"], changed["action"]) == ("alice", "update")
         assert CHANGED.fullmatch(changed["said"])
