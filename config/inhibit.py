@@ -20,6 +20,7 @@ from pydantic import AfterValidator, Field
 
 from config.base import MatcherField, Strict
 from config.events import LABELS
+from config.matchers import Matcher
 
 
 def _equal(names: list[str]) -> list[str]:
@@ -31,8 +32,24 @@ def _equal(names: list[str]) -> list[str]:
     return names
 
 
+OPENING_KINDS = ("flow.failed", "flow.timeout", "expectation.missed")
+"""The kinds of event that open an incident, so the only ones that can inhibit."""
+
+
+def _opening(matchers: list[Matcher]) -> list[Matcher]:
+    for matcher in matchers:
+        if matcher.label == "kind" and not any(
+            matcher.matches({"kind": kind}) for kind in OPENING_KINDS
+        ):
+            raise ValueError(
+                f"{matcher} never inhibits: only events that open an incident do"
+                f" ({', '.join(OPENING_KINDS)})"
+            )
+    return matchers
+
+
 class InhibitRule(Strict):
-    source_matchers: list[MatcherField] = Field(min_length=1)
+    source_matchers: Annotated[list[MatcherField], AfterValidator(_opening)] = Field(min_length=1)
     target_matchers: list[MatcherField] = Field(min_length=1)
     equal: Annotated[list[str], AfterValidator(_equal)] = Field(default_factory=list)
 

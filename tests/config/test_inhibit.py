@@ -80,6 +80,12 @@ def errors(body: str) -> list[str]:
             " flow_name, id, kind, source, status, tags, webhook_id)",
         ),
         (
+            "  - {source_matchers: ['kind=\"flow.warning\"'],"
+            " target_matchers: ['kind=\"flow.failed\"']}\n",
+            'f.yaml:3: inhibit_rules[0].source_matchers: kind="flow.warning" never inhibits: only'
+            " events that open an incident do (flow.failed, flow.timeout, expectation.missed)",
+        ),
+        (
             "  - source_matchers: ['kind=\"flow.failed\"']\n"
             "    target_matchers: ['kind=\"flow.failed\"']\n"
             "    equal: [flow, source, source]\n",
