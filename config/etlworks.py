@@ -91,6 +91,10 @@ class Instance(Strict):
             return None
         return Reconcile() if self.reconcile is True else self.reconcile
 
+    audit: bool = False
+    """Enrich a flow's failure with the flow's latest change from the audit log (who, what,
+    when): :mod:`workers.etlworks.audit`."""
+
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:

@@ -17,6 +17,7 @@ Kind = Literal[
     "flow.running",
     "flow.timeout",
     "join.expired",
+    "expectation.missed",
     "webhook.missing",
     "webhook.resumed",
     "resource.changed",

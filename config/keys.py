@@ -94,6 +94,33 @@ def recovered(source: str, flow_id: str) -> str:
     return f"{PREFIX}:recovered:{source}:{flow_id}"
 
 
+def expectation(name: str) -> str:
+    """Hash of what flowhooks knows of an expectation: since when it watches, the last
+    success and its event, the last deadline judged, the deadline missed and its event."""
+    return f"{PREFIX}:expect:{name}"
+
+
+def audit(instance: str) -> str:
+    """The flows' recent changes an Etlworks instance's audit log answered, as JSON, for a
+    minute (:mod:`workers.etlworks.audit`)."""
+    return f"{PREFIX}:audit:{instance}"
+
+
+def change(event_ref: str) -> str:
+    """The latest change of a failed flow, as JSON, found when its event was routed."""
+    return f"{PREFIX}:change:{event_ref}"
+
+
+INHIBITORS = f"{PREFIX}:inhibitors"
+"""Hash of the open incidents that may inhibit (``source:scope``) to their event, as JSON
+(:mod:`workers.inhibition`)."""
+
+
+def inhibited(inhibitor_ref: str) -> str:
+    """The set of events an inhibitor held back, routed again when its incident closes."""
+    return f"{PREFIX}:inhibited:{inhibitor_ref}"
+
+
 SILENCES = f"{PREFIX}:silences"
 """Hash of silence id to the silence as JSON."""
 

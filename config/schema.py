@@ -29,6 +29,8 @@ from config.etlworks import (
     RunAction,
     ScheduleAction,
 )
+from config.expectations import Expectation
+from config.inhibit import InhibitRule
 from config.joins import Join
 from config.secrets import Secret, SecretOrText, Unresolved
 from config.templates import compile_template
@@ -479,9 +481,30 @@ def _labels(values: list[str]) -> list[str]:
     return values
 
 
+ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""Letters, digits, ``_`` and ``-``: never a key path (``routes.routes[1]``) nor a join's
+route (``joins.marts``), which the names stand beside."""
+
+
+def _route_name(value: str) -> str:
+    if not ROUTE_NAME.fullmatch(value):
+        raise ValueError(
+            "must be letters, digits, _ and - (at most 64), starting with one of the first two"
+        )
+    if value == "routes":
+        raise ValueError("'routes' is the root route's path: choose another name")
+    return value
+
+
+RouteName = Annotated[str, AfterValidator(_route_name)]
+
+
 class Route(Strict):
     """A node of the routing tree. Unset fields are inherited from the parent."""
 
+    name: RouteName | None = None
+    """What incidents, repeat intervals, delivery ids and timelines know the route by, in place
+    of its key path: a named route keeps them when the tree is reordered. Unique."""
     matchers: list[MatcherField] = []
     actions: list[str] | None = None
     continue_: bool = Field(default=False, alias="continue")
@@ -506,6 +529,8 @@ class Config(Strict):
     time_intervals: dict[SourceName, list[TimeIntervalSpec]] = {}
     etlworks: dict[SourceName, Instance] = {}
     joins: dict[SourceName, Join] = {}
+    expect: dict[SourceName, Expectation] = {}
+    inhibit_rules: list[InhibitRule] = []
 
     @field_validator("routes")
     @classmethod
@@ -523,7 +548,16 @@ def reference_errors(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     """Names used in the routing tree that the config does not define, with their key paths."""
     errors: list[tuple[tuple[str | int, ...], str]] = []
 
+    named: dict[str, tuple[str | int, ...]] = {}
+
     def check(route: Route, path: tuple[str | int, ...]) -> None:
+        if route.name is not None:
+            if route.name in named:
+                where = "".join(
+                    f"[{p}]" if isinstance(p, int) else f".{p}" for p in named[route.name]
+                ).lstrip(".")
+                errors.append(((*path, "name"), f"{route.name!r} names {where} already"))
+            named.setdefault(route.name, path)
         for i, name in enumerate(route.actions or ()):
             if name not in config.actions:
                 known = ", ".join(sorted(config.actions)) or "none defined"

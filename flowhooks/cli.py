@@ -29,6 +29,7 @@ from flowhooks.common import (
 from flowhooks.devserver import run_dev
 from flowhooks.etlworks import etlworks
 from flowhooks.events import events
+from flowhooks.expect import expect
 from flowhooks.operations import dlq, silence
 from flowhooks.routes import routes
 from flowhooks.sendtest import sample, sign
@@ -46,7 +47,7 @@ def main() -> None:
     2 the command line, a setting or the config file is wrong."""
 
 
-for group in (events, routes, silence, dlq, etlworks, *console.COMMANDS):
+for group in (events, routes, silence, dlq, etlworks, expect, *console.COMMANDS):
     main.add_command(group)
 
 

@@ -4,6 +4,7 @@ an event (``test``), through the code the workers run (:func:`workers.routing.ex
 
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,14 @@ import click
 import yaml
 from redis.exceptions import RedisError
 
+from config.inhibit import Inhibitor
 from config.schema import Config
 from config.silences import Silence
 from flowhooks import params, routestest
 from flowhooks.common import Group, Target, config_option, config_or_exit, fail, redis_option, usage
 from flowhooks.output import Output, document, duration, lines, output_option
-from workers.delivery import Incident, load_state
+from workers import inhibition
+from workers.delivery import Incident, incident_scope, load_state
 from workers.routing import Match, Node, expand
 
 
@@ -46,6 +49,7 @@ def _settings(match: Match) -> dict[str, Any]:
 def _tree(node: Node) -> dict[str, Any]:
     return {
         "route": node.settings.path,
+        "path": node.settings.location,
         "matchers": [str(m) for m in node.route.matchers],
         "continue": node.route.continue_,
         **_settings(node.settings),
@@ -57,7 +61,7 @@ def _line(node: Node) -> str:
     """One route as ``amtool config routes`` shows it: name, matchers, continue, and the
     settings it routes with, inherited ones included (only those in use)."""
     match = node.settings
-    parts = [match.path]
+    parts = [match.path if match.path == match.location else f"{match.path} ({match.location})"]
     if node.route.matchers:
         parts.append("{" + ", ".join(str(m) for m in node.route.matchers) + "}")
     if node.route.continue_:
@@ -107,26 +111,31 @@ def routes_show(config_path: Path, output: Output) -> None:
 
 
 def _state(
-    redis: Target, source: str, flow_id: str | None
-) -> tuple[list[Silence], list[Incident], str]:
-    """Silences and open incidents from Redis, when it answers; a routes test works without."""
+    redis: Target, source: str, scope: str | None
+) -> tuple[list[Silence], list[Incident], list[Inhibitor], str]:
+    """Silences, open incidents and those that may inhibit, from Redis, when it answers; a
+    routes test works without."""
     try:
         conn = redis.connect(socket_connect_timeout=1)
-        return *load_state(conn, source, flow_id), ""
+        found, incidents = load_state(conn, source, scope)
+        return found, incidents, inhibition.load(conn, time.time()), ""
     except RedisError:
         note = f"(Redis at {redis.where} unreachable: silences and open incidents not considered)"
-        return [], [], note
+        return [], [], [], note
 
 
 def _report(
     config: Config, event: dict[str, Any], at: datetime, redis: Target | None
 ) -> routestest.Report:
-    found, incidents, note = (
-        _state(redis, event["source"], event.get("flow_id")) if redis else ([], [], "")
+    scope = incident_scope(event) or event.get("flow_id")
+    found, incidents, inhibitors, note = (
+        _state(redis, event["source"], scope) if redis else ([], [], [], "")
     )
     if note:
         click.echo(note, err=True)
-    return routestest.run(config, event, at=at, silences=found, incidents=incidents)
+    return routestest.run(
+        config, event, at=at, silences=found, incidents=incidents, inhibitors=inhibitors
+    )
 
 
 def _from_file(

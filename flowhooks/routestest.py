@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from config.base import DERIVED
 from config.events import LABELS, Event
+from config.inhibit import Inhibitor
 from config.schema import Config
 from config.silences import Silence
 from flowhooks.output import block
@@ -89,6 +90,8 @@ class Report:
     routes: list[str]
     planned: list[Planned]
     rendered: dict[str, Any]
+    inhibitors: Sequence[Inhibitor] = ()
+    """The open incidents that may inhibit, as read from Redis."""
 
     @property
     def firing(self) -> list[str]:
@@ -102,10 +105,13 @@ def run(
     at: datetime,
     silences: Sequence[Silence] = (),
     incidents: Sequence[Incident] = (),
+    inhibitors: Sequence[Inhibitor] = (),
 ) -> Report:
     labels, tags = labels_of(event)
     routes = [m.path for m in match(config.routes, labels, tags)]
-    planned = plan(config, event, at=at, silences=silences, incidents=incidents)
+    planned = plan(
+        config, event, at=at, silences=silences, incidents=incidents, inhibitors=inhibitors
+    )
     rendered: dict[str, Any] = {}
     for p in planned:
         action = config.actions[p.action]
@@ -116,7 +122,7 @@ def run(
             ).payload
         except RenderError as exc:
             rendered[key] = {"error": str(exc)}
-    return Report(routes, planned, rendered)
+    return Report(routes, planned, rendered, inhibitors)
 
 
 def document(report: Report) -> dict[str, Any]:
@@ -137,6 +143,9 @@ def document(report: Report) -> dict[str, Any]:
         "deliveries": deliveries,
         "firing": report.firing,
         "rendered": report.rendered,
+        "inhibiting": [
+            {"incident": i.key, "event": i.ref, **i.to_json()} for i in report.inhibitors
+        ],
     }
 
 
@@ -151,9 +160,15 @@ def describe(report: Report) -> str:
             what += " (resolves the open incident)"
         if p.kind == "group":
             what += " (grouped into a digest)"
-        if p.suppressed:
+        if p.suppressed == "inhibited":
+            by = next((i.describe() for i in report.inhibitors if i.ref == p.detail), p.detail)
+            what += f"  SUPPRESSED: inhibited (by {by})"
+        elif p.suppressed:
             what += f"  SUPPRESSED: {p.suppressed}" + (f" ({p.detail})" if p.detail else "")
         lines.append(what)
+    if report.inhibitors:
+        lines.append("open incidents that may inhibit (read from Redis):")
+        lines.extend(f"  {i.key}: {i.describe()}" for i in report.inhibitors)
     lines.append("rendered:")
     for key, payload in report.rendered.items():
         text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)

@@ -135,6 +135,7 @@ def test_routes_show_as_json(cli: Cli, config_file: Path) -> None:
     leaf = tree["routes"][1]["routes"][0]
     assert leaf == {
         "route": "routes.routes[1].routes[0]",
+        "path": "routes.routes[1].routes[0]",
         "matchers": ['flow_name=~"staging-.*"'],
         "continue": False,
         "actions": ["ops"],

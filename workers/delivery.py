@@ -40,6 +40,8 @@ from rq.serializers import JSONSerializer
 from config import activity, deadletters, eventlog, keys
 from config.base import DERIVED
 from config.events import LABELS
+from config.expectations import MISSED_KIND
+from config.inhibit import Inhibitor, inhibiting
 from config.schema import Action, Config, RetryPolicy
 from config.silences import Silence, matching, parse_all
 from config.timeintervals import active
@@ -58,17 +60,30 @@ recovery (retried past it, or held in its lane) is not sent, as it would open th
 again. Other sinks get every failure, late or not (a webhook's consumer may keep them all)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
+
+
+def incident_scope(event: Mapping[str, Any]) -> str | None:
+    """What the incident an event opens is kept under within its source: the flow of a flow's
+    failure, ``expect/<name>`` for a missed expectation (which its next success resolves, see
+    :mod:`workers.expectations`); ``None`` for an event that opens none."""
+    if event.get("kind") == MISSED_KIND and event.get("entity_id"):
+        return f"expect/{event['entity_id']}"
+    if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
+        return str(event["flow_id"])
+    return None
+
+
 DELIVER_TASK = deadletters.DELIVER_TASK
 CRASH_RETRY = Retry(max=3, interval=[0, 30, 300])
-RECORD_RETRY = RedisRetry(ExponentialBackoff(cap=2.0, base=0.25), 12)
-"""How long a made delivery's record waits for Redis to come back (about 20 s in all): a
-restart or a failover, not a send again."""
 """RQ's retries of a delivery job that did not finish: its worker died under it (RQ's
 abandoned-job recovery) or it raised something other than :class:`DeliveryFailed` (a timeout,
 Redis going away). The first is immediate, since a job is found abandoned only once its time
 limit is long past, and an immediate retry needs no scheduler (a dead worker's scheduler lock
 outlives it by a minute). A dead letter is never retried: :func:`workers.tasks.deliver` spends
 the retries before it raises."""
+RECORD_RETRY = RedisRetry(ExponentialBackoff(cap=2.0, base=0.25), 12)
+"""How long a made delivery's record waits for Redis to come back (about 20 s in all): a
+restart or a failover, not a send again."""
 
 Kind = Literal["notify", "resolve", "group", "digest"]
 
@@ -81,6 +96,9 @@ class Incident:
     last_notified_at: float
     resolve: bool
     acknowledged: bool = False
+    subject: str = ""
+    """The ref of the event its resolve is about, when not the success resolving it: a missed
+    expectation's, whose message (and PagerDuty dedup key) the resolve must answer."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,8 @@ class Planned:
     suppressed: str | None = None
     detail: str | None = None
     match: Match | None = field(default=None, compare=False)
+    subject: str | None = None
+    """The ref of the event a resolve renders, when not the one planned for."""
 
 
 def delivery_id(*parts: str) -> str:
@@ -119,19 +139,25 @@ def plan(
     at: datetime,
     silences: Sequence[Silence],
     incidents: Sequence[Incident],
+    inhibitors: Sequence[Inhibitor] = (),
 ) -> list[Planned]:
     """What ``event`` sends at ``at``, and what is suppressed and why. Pure."""
     labels, tags = labels_of(event)
     ref = keys.ref(labels["source"], labels["id"])
     silence = matching(silences, labels, tags, at)
     open_by_route = {(i.route, i.action): i for i in incidents}
-    failure = event.get("kind") in FAILURE_KINDS and bool(labels["flow_id"])
+    scope = incident_scope(event)
+    failure = scope is not None
+    own = None if scope is None else f"{labels['source']}:{scope}"
+    inhibitor = inhibiting(config.inhibit_rules, labels, tags, inhibitors, own=own)
     planned: list[Planned] = []
     for route in match(config.routes, labels, tags):
         for action in route.actions:
             reason, detail = _suppression(config, route, silence, at)
             incident = open_by_route.get((route.path, action))
             acting = acts(config, action)
+            if reason is None and inhibitor is not None and not acting:
+                reason, detail = "inhibited", inhibitor.ref  # a notification, not an action
             if reason is None and failure and incident is not None and not acting:
                 since = at.timestamp() - incident.last_notified_at
                 if incident.acknowledged:  # by hand, in the console: quiet until it resolves
@@ -169,6 +195,7 @@ def plan(
                     incident.action,
                     "resolve",
                     delivery_id(ref, incident.route, incident.action, "resolve"),
+                    subject=incident.subject or None,
                 )
             )
     return planned
@@ -202,9 +229,18 @@ def load_state(
             pipe.smembers(keys.incidents(source, flow_id))
         replies = pipe.execute()
     found = parse_all(replies[0])
-    members = replies[1] if flow_id else set()
+    return found, _incidents(conn, replies[1] if flow_id else set())
+
+
+def open_incidents(conn: "Redis", source: str, scope: str) -> list[Incident]:
+    """The open incidents kept under ``scope`` (see :func:`incident_scope`) of ``source``, each
+    with the event that opened it as the :attr:`~Incident.subject` of its resolve."""
+    return _incidents(conn, conn.smembers(keys.incidents(source, scope)), subject=True)
+
+
+def _incidents(conn: "Redis", members: Any, *, subject: bool = False) -> list[Incident]:
     if not members:
-        return found, []
+        return []
     with conn.pipeline(transaction=False) as pipe:
         for key in members:
             pipe.hgetall(key)
@@ -221,9 +257,10 @@ def load_state(
                     last_notified_at=float(fields["last_notified_at"]),
                     resolve=fields["resolve"] == "1",
                     acknowledged="acked_at" in fields,
+                    subject=fields.get("event", "") if subject else "",
                 )
             )
-    return found, incidents
+    return incidents
 
 
 def received_at(event: Mapping[str, Any]) -> float | None:
@@ -257,11 +294,12 @@ return 1
 def note_incident(
     conn: "Redis", event: Mapping[str, Any], route: Match, action: str, now: float
 ) -> bool:
-    """Open or refresh the incident of (flow, route, action) after a failure was notified;
-    ``False`` when the flow succeeded after this failure was received: a notification whose
-    retries outlasted the recovery reopens nothing, so the next failure is not held back as
-    a repeat of it (nor resolved by the next success)."""
-    source, flow_id = str(event["source"]), str(event["flow_id"])
+    """Open or refresh the incident of (flow, route, action) after a failure was notified (of
+    (expectation, route, action) after a missed deadline: :func:`incident_scope`); ``False``
+    when the flow succeeded after this failure was received: a notification whose retries
+    outlasted the recovery reopens nothing, so the next failure is not held back as a repeat
+    of it (nor resolved by the next success)."""
+    source, flow_id = str(event["source"]), str(incident_scope(event))
     incident = keys.incident(source, flow_id, route.path, action)
     args = (
         repr(now),
@@ -839,7 +877,12 @@ class Deliverer:
     def _event(self, ref: str) -> dict[str, Any] | None:
         """The stored event, read once per job (the route job hands over the one it read)."""
         if ref not in self.events:
-            self.events[ref] = eventlog.load_event(self.conn, ref)
+            # imported here: the Etlworks modules build on this one
+            from workers.etlworks.audit import attach  # noqa: PLC0415
+
+            event = eventlog.load_event(self.conn, ref)
+            audited = any(instance.audit for instance in self.config.etlworks.values())
+            self.events[ref] = attach(self.conn, event) if audited else event
         return self.events[ref]
 
     def _observe_latency(self, ref: str) -> None:

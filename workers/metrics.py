@@ -36,7 +36,8 @@ class WorkerMetrics:
         )
         self.suppressions = Counter(
             "flowhooks_suppressed_notifications",
-            "Notifications not sent, by reason (silenced, muted, inactive, repeat_interval).",
+            "Notifications not sent, by reason (silenced, muted, inactive, inhibited,"
+            " repeat_interval).",
             ["reason"],
             registry=registry,
         )
@@ -61,6 +62,12 @@ class WorkerMetrics:
             "flowhooks_digest_deliveries",
             "Notifications carried by a storm digest rather than sent on their own, by action.",
             ["action"],
+            registry=registry,
+        )
+        self.expectations_missed = Counter(
+            "flowhooks_expectations_missed",
+            "Deadlines of an expectation (expect:) that passed without a success.",
+            ["expectation"],
             registry=registry,
         )
         self.config_reloads = Counter(

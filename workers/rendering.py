@@ -22,7 +22,9 @@ Template context: ``event`` (the stored event, as ``Event.model_dump(mode="json"
 ``resolved``, ``route``, ``links`` (name to http(s) URL; ``execution`` is the event's
 ``entity_url`` when it is one), and, precomputed: ``headline`` ("Flow failed", "Recovered", …),
 ``name`` (the flow's name, else its id, else the event name), ``duration`` ("12m 34s", or ""),
-``excerpt`` (the error, cut to :data:`ERROR_EXCERPT` characters), and ``digest``, ``events``,
+``excerpt`` (the error, cut to :data:`ERROR_EXCERPT` characters), ``change`` (the flow's latest
+change before a failure, "changed 2 h before by alice: update", on an instance with ``audit:
+true``; else ""), and ``digest``, ``events``,
 ``count``, ``group`` (false, ``[event]``, 1, ``{}`` for one event; in a digest, ``event`` is the
 last of the ``events``), so one template can serve both.
 
@@ -112,6 +114,8 @@ _SLACK_TEXT = """\
 {% if event.audit_id %}*Audit id:* {{ event.audit_id }}
 {% endif %}\
 {% if duration %}*Duration:* {{ duration }}
+{% endif %}\
+{% if change %}*Changed:* {{ change }}
 {% endif %}"""
 
 _EMAIL_TEXT = """\
@@ -124,6 +128,8 @@ Audit id:  {{ event.audit_id or "-" }}
 Duration:  {{ duration or "-" }}
 Time:      {{ event.finished_at or event.received_at }}
 Route:     {{ route }}
+{% if change %}Changed:   {{ change }}
+{% endif %}\
 {% if excerpt %}
 Error:
 {{ excerpt }}
@@ -145,6 +151,8 @@ _EMAIL_HTML = """\
 <tr><th align="left">Duration</th><td>{{ duration or "-" }}</td></tr>
 <tr><th align="left">Time</th><td>{{ event.finished_at or event.received_at }}</td></tr>
 <tr><th align="left">Route</th><td>{{ route }}</td></tr>
+{% if change %}<tr><th align="left">Changed</th><td>{{ change }}</td></tr>
+{% endif %}\
 </table>
 {% if excerpt %}<h3>Error</h3>
 <pre style="white-space: pre-wrap">{{ excerpt }}</pre>
@@ -161,7 +169,9 @@ DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "summary": "{{ headline }}: {{ name }} ({{ event.source }})"
         "{% if excerpt %}: {{ excerpt }}{% endif %}",
         "dedup_key": "flowhooks:{{ event.source }}:"
-        "{% if event.flow_id %}{{ event.flow_id }}{% else %}event:{{ event.id }}{% endif %}",
+        "{% if event.flow_id %}{{ event.flow_id }}"
+        "{% elif event.kind == 'expectation.missed' %}expect:{{ event.entity_id }}"
+        "{% else %}event:{{ event.id }}{% endif %}",
     },
     "email": {
         "subject": "[flowhooks] {{ headline }}: {{ name }}",
@@ -173,6 +183,7 @@ DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "text": "{% if resolved %}resolved {% endif %}{{ event.kind }}: {{ name }}"
         "{% if event.flow_id %} (flow {{ event.flow_id }}){% endif %}"
         " status={{ event.status or '-' }} route={{ route }}"
+        "{% if change %} {{ change }}{% endif %}"
         '{% if excerpt %} error={{ excerpt|truncate(200, end="…") }}{% endif %}',
     },
 }
@@ -186,6 +197,7 @@ _HEADLINES = {
     "flow.running": "Flow running",
     "flow.timeout": "Flow timed out",
     "join.expired": "Join expired",
+    "expectation.missed": "Expected success missed",
     "webhook.missing": "Webhooks missing",
     "webhook.resumed": "Webhooks resumed",
     "resource.changed": "Resource changed",
@@ -350,6 +362,7 @@ def _context(
         "name": _name(event),
         "duration": human_duration(event.get("duration_ms")),
         "excerpt": _excerpt(event.get("error")),
+        "change": str(event.get("change") or ""),
         "digest": digest is not None,
         "events": list(digest.events) if digest else [event],
         "count": len(digest.events) if digest else 1,
@@ -569,6 +582,7 @@ def _pagerduty(action: Action, event: Mapping[str, Any], context: Mapping[str, A
         "status": event.get("status"),
         "error": context["excerpt"],
         "duration": context["duration"],
+        "change": context["change"],
         "tags": event.get("tags"),
         "params": event.get("params"),
         "route": context["route"],

@@ -21,7 +21,9 @@ class Match:
     """A route an event matched, with its settings after inheritance."""
 
     path: str
-    """The route's key path in the config (``routes``, ``routes.routes[1]``…), its stable name."""
+    """The route's ``name:``, else its key path in the config (``routes``, ``routes.routes[1]``…):
+    what incidents, repeat intervals, delivery ids and timelines are kept under, so a named
+    route keeps them when the tree is reordered."""
     actions: tuple[str, ...]
     resolve: bool
     repeat_interval: float
@@ -32,6 +34,8 @@ class Match:
     active_time_intervals: tuple[str, ...]
     confirm: bool = False
     """Etlworks actions act only once the executions API confirms the event's status."""
+    location: str = "routes"
+    """The route's key path in the config, whatever its name."""
 
 
 _ROOT = Match(
@@ -67,7 +71,7 @@ def expand(root: Route) -> Node:
 
     def build(node: Route, settings: Match) -> Node:
         children = (
-            build(child, _inherit(settings, child, f"{settings.path}.routes[{i}]"))
+            build(child, _inherit(settings, child, f"{settings.location}.routes[{i}]"))
             for i, child in enumerate(node.routes)
         )
         return Node(node, settings, tuple(children))
@@ -82,7 +86,7 @@ def _walk(
     for i, child in enumerate(node.routes):
         if not all(m.matches(labels, tags) for m in child.matchers):
             continue
-        child_settings = _inherit(settings, child, f"{settings.path}.routes[{i}]")
+        child_settings = _inherit(settings, child, f"{settings.location}.routes[{i}]")
         found.extend(_walk(child, child_settings, labels, tags))
         if not child.continue_:
             break
@@ -97,7 +101,8 @@ def _inherit(parent: Match, node: Route, path: str) -> Match:
         return inherited if value is None else value
 
     return Match(
-        path=path,
+        path=node.name or path,
+        location=path,
         actions=tuple_or(node.actions, parent.actions),
         resolve=parent.resolve if node.resolve is None else node.resolve,
         repeat_interval=number_or(node.repeat_interval, parent.repeat_interval),

@@ -16,8 +16,10 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from config import eventlog, keys, routejobs
+from config.inhibit import Inhibitor
 from config.schema import Config
-from workers import adoption, context, joins, synthetic
+from config.silences import Silence
+from workers import adoption, context, expectations, inhibition, joins, synthetic
 from workers.adoption import Taker
 from workers.delivery import (
     CRASH_RETRY,
@@ -26,6 +28,7 @@ from workers.delivery import (
     SUCCESS_KINDS,
     Deliverer,
     DeliveryFailed,
+    Incident,
     Planned,
     Spec,
     acts,
@@ -35,6 +38,7 @@ from workers.delivery import (
     end_flush,
     group_id,
     group_values,
+    incident_scope,
     labels_of,
     load_state,
     not_before,
@@ -45,6 +49,7 @@ from workers.delivery import (
     received_at,
     schedule,
 )
+from workers.etlworks import audit
 from workers.etlworks.actions import Actor, Poll
 from workers.routing import Match
 
@@ -151,7 +156,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
         return
-    event = _count_failures(conn, event)
+    event = _enriched(conn, ctx, _count_failures(conn, event), entries)
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -159,8 +164,10 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
     now = datetime.now(UTC)
-    silences, incidents = load_state(conn, source, event.get("flow_id"))
-    planned = plan(ctx.config, event, at=now, silences=silences, incidents=incidents)
+    silences, incidents, inhibitors = _state(conn, ctx.config, event)
+    planned = plan(
+        ctx.config, event, at=now, silences=silences, incidents=incidents, inhibitors=inhibitors
+    )
     entries.append(
         eventlog.entry(
             "routed",
@@ -181,13 +188,12 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
                     detail=p.detail,
                 )
             )
-            _held_back(p, extra)
+            _held_back(conn, p, extra)
         elif p.kind == "group":
             groups.append(p)
         else:
-            sends.append(
-                Spec(event_ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time())
-            )
+            ref = p.subject or event_ref
+            sends.append(Spec(ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time()))
     sends.extend(_joined(conn, ctx.config, event, now))
     deliverer = _deliverer(job)
     deliverer.events[event_ref] = event
@@ -200,8 +206,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
     for p in groups:
         _group(job, event, p)
-    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
-        close_incidents(conn, source, str(event["flow_id"]), received_at(event) or time.time())
+    _close_incidents(conn, ctx.config, event)
     outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
     failures = {
         (p.route, p.action)
@@ -217,9 +222,40 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
             _note(conn, event, [p.match for p in planned if p.match], spec)
 
 
-def _held_back(planned: Planned, extra: dict[str, Any]) -> None:
+def _state(
+    conn: Any, config: Config, event: dict[str, Any]
+) -> tuple[list[Silence], list[Incident], list[Inhibitor]]:
+    """The silences; the open incidents the event may repeat or resolve: its flow's (its
+    expectation's, for a missed one), and those of the expectations a success meets; and the
+    open incidents that may inhibit it, the event itself noted among them when it is one."""
+    source = str(event["source"])
+    silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
+    inhibitors = inhibition.note_and_load(conn, config, event)
+    return silences, incidents + expectations.incidents_met(conn, config, event), inhibitors
+
+
+def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
+    """A success closes its flow's incidents, and those of the expectations it meets; what
+    they inhibited is routed again."""
+    closed: list[tuple[str, str]] = []
+    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
+        at = received_at(event) or time.time()
+        close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
+        closed.append((str(event["source"]), str(event["flow_id"])))
+    for name in expectations.observe(conn, config, event):
+        closed.append(
+            (expectations.source_of(config, config.expect[name]), expectations.scope(name))
+        )
+    retention = context.current().settings.event_retention
+    for source, scope in closed if config.inhibit_rules else ():
+        inhibition.release(conn, source, scope, retention=retention)
+
+
+def _held_back(conn: Any, planned: Planned, extra: dict[str, Any]) -> None:
     """Count a suppressed delivery, and say at INFO why it is not sent: a notification that
-    never comes is otherwise invisible."""
+    never comes is otherwise invisible. One inhibited is remembered by its inhibitor."""
+    if planned.suppressed == "inhibited" and planned.detail:
+        inhibition.hold(conn, planned.detail, keys.ref(extra["source"], extra["event_id"]))
     context.current().metrics.suppressions.labels(planned.suppressed).inc()
     log.info(
         "not sent: %s, %s",
@@ -287,6 +323,19 @@ def expire_joins(
     return len(expired)
 
 
+def _enriched(
+    conn: Any, ctx: context.WorkerContext, event: dict[str, Any], entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The event with its flow's latest change, when its instance audits (see
+    :mod:`workers.etlworks.audit`), the timeline entry saying it added to ``entries``."""
+    if not any(instance.audit for instance in ctx.config.etlworks.values()):
+        return event
+    retention = ctx.settings.event_retention
+    return ctx.run(
+        audit.enrich(conn, ctx.config, ctx.client, event, retention=retention, entries=entries)
+    )
+
+
 def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
     """The event with ``consecutive_failures``: its flow's failures in a row, itself included
     (0 for a success; unset for other kinds)."""
@@ -309,7 +358,7 @@ def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
 def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:
     """Open or refresh the incident a delivered failure notification belongs to (nothing when
     the route is no longer in the config)."""
-    if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
+    if incident_scope(event) is not None:
         route = next((r for r in routes if r.path == spec.route), None)
         if route is not None:
             note_incident(conn, event, route, spec.action, time.time())

@@ -53,7 +53,7 @@ from config import executions, keys
 from config.connections import connect
 from config.schema import Config
 from config.settings import Settings
-from workers import context, liveness, tasks
+from workers import context, expectations, liveness, tasks
 from workers.drain import Drainer
 from workers.etlworks import reconcile
 from workers.liveness import Liveness
@@ -158,7 +158,8 @@ class Worker(SimpleWorker):
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance, then the join windows that closed incomplete (``on_expire``)."""
+        """RQ's maintenance, then the join windows that closed incomplete (``on_expire``) and
+        the expectations' deadlines (:mod:`workers.expectations`)."""
         with self._watching_redis():
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         ctx = context.current()
@@ -172,6 +173,16 @@ class Worker(SimpleWorker):
             )
         except RedisError:
             log.exception("join expiry failed; the next maintenance tries again")
+        try:
+            expectations.evaluate(
+                self.connection,
+                ctx.config,
+                datetime.now(UTC),
+                retention=ctx.settings.event_retention,
+                metrics=ctx.metrics,
+            )
+        except RedisError:
+            log.exception("judging expectations failed; the next maintenance tries again")
         try:
             reconcile.maintain(self.connection, ctx, self.name)
         except RedisError:

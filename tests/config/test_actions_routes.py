@@ -12,6 +12,7 @@ from config.loader import ConfigError
 from config.schema import TEMPLATES, Config, Route
 from config.templates import compile_template
 from tests.support import make_config
+from workers.routing import match
 
 SLACK_URL = "https://hooks.slack.com/services/T0/B0/slack-secret-path-Qx7"
 HOOK_URL = "https://hooks.example.com/in/hook-secret-path-Wz3"
@@ -43,7 +44,7 @@ LABELS = (
 )
 ROUTE_KEYS = (
     "actions, active_time_intervals, confirm, continue, group_by, group_interval, group_wait,"
-    " matchers, mute_time_intervals, repeat_interval, resolve, routes"
+    " matchers, mute_time_intervals, name, repeat_interval, resolve, routes"
 )
 
 
@@ -896,9 +897,9 @@ class TestRoutes:
                 ["'kind=\"flow_failed\"'"],
                 [
                     "test.yaml:12: routes.routes[1].matchers[0]: unknown kind 'flow_failed'"
-                    " (known: flow.canceled, flow.failed, flow.running, flow.succeeded,"
-                    " flow.timeout, flow.warning, join.expired, other, resource.changed,"
-                    " webhook.missing, webhook.resumed);"
+                    " (known: expectation.missed, flow.canceled, flow.failed, flow.running,"
+                    " flow.succeeded, flow.timeout, flow.warning, join.expired, other,"
+                    " resource.changed, webhook.missing, webhook.resumed);"
                     " did you mean 'flow.failed'?"
                 ],
             ),
@@ -1140,3 +1141,45 @@ def test_collapse_and_circuit_defaults() -> None:
     assert actions["mail"].collapse_after == 2
     assert actions["pager"].collapse_after is None
     assert (actions["pager"].circuit.after, actions["pager"].circuit.cool_down) == (5, 30.0)
+
+
+class TestRouteNames:
+    def test_a_name_used_twice_is_refused_where_it_is_repeated(self) -> None:
+        found = route_errors(
+            """
+            routes:
+              routes:
+                - name: warehouse
+                - routes:
+                    - name: warehouse
+            """
+        )
+        assert found == [
+            "test.yaml:12: routes.routes[1].routes[0].name: 'warehouse' names"
+            " routes.routes[0] already"
+        ]
+
+    @pytest.mark.parametrize(
+        ("name", "message"),
+        [
+            ("routes", "'routes' is the root route's path: choose another name"),
+            (
+                "'a.b'",
+                "must be letters, digits, _ and - (at most 64), starting with one of the first two",
+            ),
+            (
+                "'routes.routes[0]'",
+                "must be letters, digits, _ and - (at most 64), starting with one of the first two",
+            ),
+        ],
+    )
+    def test_a_name_that_could_be_taken_for_a_path_is_refused(
+        self, name: str, message: str
+    ) -> None:
+        found = route_errors(f"routes:\n  routes:\n    - name: {name}\n")
+        assert found == [f"test.yaml:10: routes.routes[0].name: {message}"]
+
+    def test_a_named_route_is_matched_by_its_name(self) -> None:
+        config = load(ACTIONS + "routes:\n  routes:\n    - {name: marts, actions: [oncall]}\n")
+        [found] = match(config.routes, {"kind": "flow.failed"})
+        assert (found.path, found.location) == ("marts", "routes.routes[0]")

@@ -35,6 +35,8 @@ def test_there_are_examples() -> None:
     assert names == [
         "chain",
         "circuit-breaker",
+        "expect",
+        "inhibit",
         "join",
         "pagerduty-incidents",
         "reconcile",

@@ -31,7 +31,7 @@ sources:
     allow_unsigned: true
 """
 
-TOP_LEVEL = "actions, etlworks, joins, routes, sources, time_intervals"
+TOP_LEVEL = "actions, etlworks, expect, inhibit_rules, joins, routes, sources, time_intervals"
 
 
 def yaml(text: str) -> str:

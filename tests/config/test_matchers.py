@@ -239,8 +239,9 @@ def test_errors(text: str, message: str) -> None:
 
 
 KINDS = (
-    "flow.canceled, flow.failed, flow.running, flow.succeeded, flow.timeout, flow.warning,"
-    " join.expired, other, resource.changed, webhook.missing, webhook.resumed"
+    "expectation.missed, flow.canceled, flow.failed, flow.running, flow.succeeded,"
+    " flow.timeout, flow.warning, join.expired, other, resource.changed, webhook.missing,"
+    " webhook.resumed"
 )
 STATUSES = "canceled, error, queued, running, success, warning"
 

@@ -32,13 +32,17 @@ OUTCOME_EVENTS = sorted(EVENTS.values())
 """The webhooks a test registers: a run's end, not its start."""
 
 
-def config_text(sinks: Sinks, sim: Simulator, actions: str, routes: str, extra: str = "") -> str:
-    """A config with the simulator as the only Etlworks instance (the source's), a PagerDuty
-    action ``pager`` and a ``log`` action ``escalate-log``, plus ``actions`` and ``routes``
-    (the YAML of the mappings under ``actions:`` and ``routes:``)."""
+def config_text(
+    sinks: Sinks, sim: Simulator, actions: str, routes: str, extra: str = "", *, instance: str = ""
+) -> str:
+    """A config with the simulator as the only Etlworks instance (the source's, with the
+    settings ``instance`` adds), a PagerDuty action ``pager`` and a ``log`` action
+    ``escalate-log``, plus ``actions`` and ``routes`` (the YAML of the mappings under
+    ``actions:`` and ``routes:``)."""
+    more = f", {instance}" if instance else ""
     return f"""
 etlworks:
-  sim: {{url: "{sim.url}", api_key: "${{ETLWORKS_API_KEY}}", timeout: 5s}}
+  sim: {{url: "{sim.url}", api_key: "${{ETLWORKS_API_KEY}}", timeout: 5s{more}}}
 sources:
   {SOURCE}:
     verify:
@@ -76,12 +80,13 @@ def running(
     api_key: str = API_KEY,
     webhooks: int = 1,
     extra: str = "",
+    instance: str = "",
 ) -> Iterator[Flowhooks]:
     """The receiver with the config of :func:`config_text`, registered ``webhooks`` times
     with the simulator (each registration sends every outcome once), and one worker."""
     sinks.reset()
     environ = {**sinks.environ(), "ETLWORKS_API_KEY": api_key}
-    text = config_text(sinks, sim, actions, routes, extra)
+    text = config_text(sinks, sim, actions, routes, extra, instance=instance)
     config_file = folder / "flowhooks.yaml"
     config_file.write_text(text)
     receiver = ServedApp(settings(redis_url), make_config(text, environ, folder))

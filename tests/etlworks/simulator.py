@@ -16,6 +16,9 @@ auth (a wrong key is 401, an unknown flow, execution or schedule 404)::
     PUT  /v1/webhooks/{id}                   the same fields: the registration replaced
     DELETE /v1/webhooks/{id}                 gone
     GET  /v1/webhooks                        the registrations, without their secrets
+    GET  /v1/audit?resourceType=flow&since=T the changes made since T (ISO 8601 or epoch ms),
+                                             oldest first: {resourceType, resourceId,
+                                             resourceName, user, action, timestamp}
 
 A run gets an audit id, is ``queued`` for its flow's ``queued`` seconds, ``running`` for its
 ``duration``, then ends with the flow's next scripted outcome; every state change is timed by
@@ -58,6 +61,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from http import HTTPStatus
 from pathlib import Path
@@ -281,6 +285,8 @@ class Simulator:
         self.schedules: dict[int, bool] = dict(schedules or {})
         """Schedule id → enabled; only these exist."""
         self.webhooks: list[Webhook] = []
+        self.changes: list[dict[str, Any]] = []
+        """The audit log, oldest first (:meth:`change`)."""
         self.calls: list[Call] = []
         self.deliveries: list[Delivery] = []
         self._runs: dict[int, Run] = {}
@@ -352,6 +358,21 @@ class Simulator:
             found = len(kept) < len(self.webhooks)
             self.webhooks = kept
         return found
+
+    def change(self, flow_id: int, user: str, action: str, at_ms: int | None = None) -> None:
+        """Record in the audit log that ``user`` changed flow ``flow_id`` (``action``: create,
+        update, delete…) at ``at_ms`` (the simulated clock's now unless given)."""
+        flow = self.flows.get(flow_id)
+        record = {
+            "resourceType": "flow",
+            "resourceId": flow_id,
+            "resourceName": flow.name if flow else None,
+            "user": user,
+            "action": action,
+            "timestamp": self.now_ms() if at_ms is None else at_ms,
+        }
+        with self._lock:
+            self.changes.append(record)
 
     def finish(self, audit_id: int, outcome: str | None = None) -> None:
         """End run ``audit_id`` now (a ``duration=None`` flow's runs wait for this), with
@@ -454,6 +475,7 @@ class Simulator:
             ("GET", "/v1/webhooks", self._list_webhooks),
             ("PUT", "/v1/webhooks/{id}", self._update_webhook),
             ("DELETE", "/v1/webhooks/{id}", self._delete_webhook),
+            ("GET", "/v1/audit", self._audit),
         ]
         routes: list[BaseRoute] = [
             Route(path, self._endpoint(method, path, handler), methods=[method])
@@ -616,6 +638,20 @@ class Simulator:
             return _error(404, "no such webhook", request.url.path)
         return Response(status_code=204)
 
+    async def _audit(self, request: Request) -> Response:
+        kind = request.query_params.get("resourceType")
+        since = _instant_ms(request.query_params.get("since"))
+        if since is None:
+            return _error(400, "since must be an ISO 8601 time or epoch milliseconds", "/v1/audit")
+        with self._lock:
+            changes = list(self.changes)
+        found = [
+            c
+            for c in changes
+            if (kind is None or c["resourceType"] == kind) and c["timestamp"] >= since
+        ]
+        return JSONResponse(found)
+
     # Runs and webhooks, in the serving loop.
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -694,6 +730,19 @@ def _strings(values: object, *also: type) -> bool:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         return False
     return all(isinstance(v, (str, *also)) and not isinstance(v, bool) for v in values)
+
+
+def _instant_ms(value: str | None) -> int | None:
+    """``since`` as epoch milliseconds: digits as they are, else an ISO 8601 time."""
+    if value is None:
+        return 0
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _error(status: int, message: str, path: str) -> Response:

@@ -303,6 +303,11 @@ def test_pagerduty_events(given: dict[str, Any], resolved: bool, expected: Any) 
         ({}, "flowhooks:etlworks-prod:12345"),
         ({"flow_id": None}, "flowhooks:etlworks-prod:event:evt-1"),
         ({"source": "eu", "flow_id": "9"}, "flowhooks:eu:9"),
+        # one incident per expectation, whatever the deadline missed
+        (
+            {"flow_id": None, "kind": "expectation.missed", "entity_id": "nightly"},
+            "flowhooks:etlworks-prod:expect:nightly",
+        ),
     ],
 )
 def test_pagerduty_dedup_key_is_per_source_and_flow(changes: dict[str, Any], key: str) -> None:
