@@ -60,14 +60,20 @@ recovery (retried past it, or held in its lane) is not sent, as it would open th
 again. Other sinks get every failure, late or not (a webhook's consumer may keep them all)."""
 SUCCESS_KINDS = frozenset({"flow.succeeded"})
 """Kinds that resolve a flow's open incidents."""
+WEBHOOKS_MISSING, WEBHOOKS_RESUMED = "webhook.missing", "webhook.resumed"
+WEBHOOKS_SCOPE = "webhooks"
+"""Where a source's ``webhook.missing`` incident is kept: its ``webhook.resumed`` resolves it."""
 
 
 def incident_scope(event: Mapping[str, Any]) -> str | None:
     """What the incident an event opens is kept under within its source: the flow of a flow's
     failure, ``expect/<name>`` for a missed expectation (which its next success resolves, see
-    :mod:`workers.expectations`); ``None`` for an event that opens none."""
+    :mod:`workers.expectations`), ``webhooks`` for webhooks missing (which their resuming
+    resolves); ``None`` for an event that opens none."""
     if event.get("kind") == MISSED_KIND and event.get("entity_id"):
         return f"expect/{event['entity_id']}"
+    if event.get("kind") == WEBHOOKS_MISSING:
+        return WEBHOOKS_SCOPE
     if event.get("kind") in FAILURE_KINDS and event.get("flow_id"):
         return str(event["flow_id"])
     return None
@@ -180,7 +186,8 @@ def plan(
                     route,
                 )
             )
-    if event.get("kind") in SUCCESS_KINDS and labels["flow_id"]:
+    resolving = event.get("kind") in SUCCESS_KINDS and bool(labels["flow_id"])
+    if resolving or event.get("kind") == WEBHOOKS_RESUMED:
         for incident in incidents:
             action_cfg = config.actions.get(incident.action)
             if not incident.resolve or action_cfg is None or not action_cfg.send_resolved:
@@ -317,12 +324,13 @@ def note_incident(
 def note_notified(
     conn: "Redis", config: Config, spec: "Spec", event: Mapping[str, Any] | None = None
 ) -> None:
-    """Open or refresh the incident a delivered notification of a failure belongs to (nothing
-    for other deliveries, or when its route is no longer in the config)."""
+    """Open or refresh the incident a delivered notification of a failure belongs to (a flow's,
+    an expectation's, the webhooks': :func:`incident_scope`; nothing for other deliveries, or
+    when its route is no longer in the config)."""
     if spec.kind != "notify" or acts(config, spec.action):
         return
     event = event if event is not None else eventlog.load_event(conn, spec.ref)
-    if event is None or event.get("kind") not in FAILURE_KINDS or not event.get("flow_id"):
+    if event is None or incident_scope(event) is None:
         return
     routes = match(config.routes, *labels_of(event))
     route = next((r for r in routes if r.path == spec.route), None)

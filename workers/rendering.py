@@ -171,6 +171,7 @@ DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "dedup_key": "flowhooks:{{ event.source }}:"
         "{% if event.flow_id %}{{ event.flow_id }}"
         "{% elif event.kind == 'expectation.missed' %}expect:{{ event.entity_id }}"
+        "{% elif event.kind == 'webhook.missing' %}webhooks"
         "{% else %}event:{{ event.id }}{% endif %}",
     },
     "email": {

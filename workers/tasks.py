@@ -26,6 +26,8 @@ from workers.delivery import (
     FAILURE_KINDS,
     INCIDENT_TTL,
     SUCCESS_KINDS,
+    WEBHOOKS_RESUMED,
+    WEBHOOKS_SCOPE,
     Deliverer,
     DeliveryFailed,
     Incident,
@@ -44,6 +46,7 @@ from workers.delivery import (
     not_before,
     note_incident,
     note_notified,
+    open_incidents,
     peek_group,
     plan,
     received_at,
@@ -230,18 +233,24 @@ def _state(
     open incidents that may inhibit it, the event itself noted among them when it is one."""
     source = str(event["source"])
     silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
+    if event.get("kind") == WEBHOOKS_RESUMED:
+        incidents = incidents + open_incidents(conn, source, WEBHOOKS_SCOPE)
     inhibitors = inhibition.note_and_load(conn, config, event)
     return silences, incidents + expectations.incidents_met(conn, config, event), inhibitors
 
 
 def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
-    """A success closes its flow's incidents, and those of the expectations it meets; what
-    they inhibited is routed again."""
+    """A success closes its flow's incidents, and those of the expectations it meets, webhooks
+    resuming the source's webhooks-missing one; what they inhibited is routed again."""
     closed: list[tuple[str, str]] = []
     if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
         at = received_at(event) or time.time()
         close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
         closed.append((str(event["source"]), str(event["flow_id"])))
+    if event.get("kind") == WEBHOOKS_RESUMED:
+        at = received_at(event) or time.time()
+        close_incidents(conn, str(event["source"]), WEBHOOKS_SCOPE, at)
+        closed.append((str(event["source"]), WEBHOOKS_SCOPE))
     for name in expectations.observe(conn, config, event):
         closed.append(
             (expectations.source_of(config, config.expect[name]), expectations.scope(name))
