@@ -6,6 +6,7 @@ through the code the admin API uses (:mod:`receiver.admin.health`, :mod:`config.
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -55,6 +56,7 @@ def overview(minutes: int, output: Output, redis: Target) -> None:
             f"{found['incidents']['open']} ({found['incidents']['acknowledged']} acknowledged)",
         ),
         ("active silences", found["silences"]["active"]),
+        *((f"lane {lane['action']}", _lane(lane)) for lane in found["lanes"]),
     ]
     width = max(len(name) for name, _ in facts)
     click.echo("\n".join(f"{name.ljust(width)}  {value}" for name, value in facts))
@@ -210,3 +212,14 @@ def sessions_end_all(redis: Target) -> None:
 
 
 COMMANDS = (overview, incidents_group, deliveries, sessions_group)
+
+
+def _lane(lane: dict[str, Any]) -> str:
+    """An action's lane in a line: what waits, the circuit, a pause."""
+    told = f"{lane['backlog']} waiting"
+    if lane["backlog"]:
+        told += f" (oldest {duration(lane['oldestSeconds'])})"
+    told += f", circuit {lane['circuit'].replace('_', ' ')}"
+    if lane["pausedForSeconds"] is not None:
+        told += f", paused {duration(lane['pausedForSeconds'])} more"
+    return told

@@ -2,7 +2,6 @@
 ``flowhooks worker --metrics-port``. Jobs run in the worker process (RQ's SimpleWorker), so
 what they count is what the endpoint shows."""
 
-import json
 import time
 from collections.abc import Callable, Iterable
 
@@ -13,9 +12,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry
 
-from config import keys
+from config import keys, lanestate
+from config.lanestate import CIRCUIT_STATES
 
-CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 """The circuit's states as ``flowhooks_circuit_state`` shows them."""
 
 
@@ -107,14 +106,8 @@ class Lanes(Collector):
         self.actions = actions
 
     def collect(self) -> Iterable[Metric]:
-        names = sorted(self.actions())
         try:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.llen(keys.lane(name))
-                    pipe.lindex(keys.lane(name), 0)
-                    pipe.hget(keys.lane_state(name), "circuit")
-                replies = pipe.execute()
+            lanes = lanestate.read(self.conn, self.actions(), time.time())
         except RedisError:
             return []  # no figure rather than a wrong one; the worker's logs say why
         backlog = GaugeMetricFamily(
@@ -130,12 +123,8 @@ class Lanes(Collector):
             "The action's circuit breaker: 0 closed, 1 half open, 2 open.",
             labels=["action"],
         )
-        now = time.time()
-        for i, name in enumerate(names):
-            length, head, state = replies[3 * i : 3 * i + 3]
-            backlog.add_metric([name], float(length))
-            waited = now - float(json.loads(head)["at"]) if head is not None else 0.0
-            oldest.add_metric([name], max(waited, 0.0))
-            value = CIRCUIT_STATES.get(keys.text(state) if state is not None else "closed", 0)
-            circuit.add_metric([name], float(value))
+        for lane in lanes:
+            backlog.add_metric([lane.action], float(lane.backlog))
+            oldest.add_metric([lane.action], lane.oldest_seconds)
+            circuit.add_metric([lane.action], float(CIRCUIT_STATES[lane.circuit]))
         return [backlog, oldest, circuit]

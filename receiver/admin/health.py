@@ -18,7 +18,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from config import activity, deadletters, eventlog, incidents, keys, silences
+from config import activity, deadletters, eventlog, incidents, keys, lanestate, silences
 from config.eventlog import Filters
 from receiver.admin import sessions
 
@@ -49,7 +49,18 @@ def overview(conn: "Redis", now: float, minutes: int) -> dict[str, Any]:
         },
         "silences": {"active": sum(1 for s in found_silences if s.state(at) == "active")},
         "sessions": sessions.count(conn, now),
-        "lanes": None,
+        "lanes": [
+            {
+                "action": lane.action,
+                "backlog": lane.backlog,
+                "oldestSeconds": round(lane.oldest_seconds, 1),
+                "circuit": lane.circuit,
+                "pausedForSeconds": (
+                    None if lane.paused_until is None else round(lane.paused_until - now, 1)
+                ),
+            }
+            for lane in lanestate.read(conn, lanestate.known(conn), now)
+        ],
     }
 
 

@@ -76,8 +76,18 @@ SCHEMAS: dict[str, Any] = {
             "silences": _object({"active": _INT}),
             "sessions": _INT,
             "lanes": {
-                "type": "null",
-                "description": "Each action's backlog and state: not reported by this version",
+                "type": "array",
+                "description": "The lanes of the actions that have had to wait: deliveries "
+                "waiting, the oldest one's age, the circuit breaker, a pause left",
+                "items": _object(
+                    {
+                        "action": _STRING,
+                        "backlog": _INT,
+                        "oldestSeconds": {"type": "number"},
+                        "circuit": {"type": "string", "enum": ["closed", "half_open", "open"]},
+                        "pausedForSeconds": _nullable("number"),
+                    }
+                ),
             },
         }
     ),

@@ -40,7 +40,7 @@ def test_the_overview_of_a_real_pipeline(redis: Redis, redis_url: str, tmp_path:
     assert sum(found["failed"]) == 1
     assert found["queue"]["depth"] == 0
     assert found["deadLetters"] == 1
-    assert found["lanes"] is None  # nothing reports them yet
+    assert found["lanes"] == []  # no delivery had to wait
     [flow] = found["failuresByFlow"]
     assert (flow["flow_id"], flow["failures"], flow["flow_name"]) == ("12345", 3, "loads")
     assert found["incidents"] == {"open": 1, "acknowledged": 0}
@@ -51,6 +51,29 @@ def test_the_overview_of_a_real_pipeline(redis: Redis, redis_url: str, tmp_path:
     assert "ov-worker" in page.text
     assert '<span class="big">1</span> dead letter<' in page.text
     assert '<meta http-equiv="refresh"' in page.text
+
+
+def test_a_lane_that_waits_shows_its_backlog_and_pause(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """The far side asks for five minutes' rest (503, ``Retry-After``): the action's lane
+    pauses and what follows waits in it, as the overview, the API and the CLI say."""
+    busy = Reply(503, b"busy", headers={"Retry-After": "300"})
+    with pipeline(redis, redis_url, tmp_path, busy) as system:
+        system.post("lane-1")
+        system.work()
+        system.post("lane-2", event="FLOW_SUCCESS")
+        system.work()
+        found = system.api("GET", "/api/overview").json()
+        browser = sign_in(system.receiver)
+        page = browser.get("/")
+        browser.close()
+    [lane] = found["lanes"]
+    assert (lane["action"], lane["circuit"]) == ("hook", "closed")
+    assert lane["backlog"] >= 1
+    assert 200 < lane["pausedForSeconds"] <= 300
+    assert "<code>hook</code>" in page.text
+    assert len(system.hook.requests) == 1  # the one answered 503; nothing sent since
 
 
 def _beating(found: dict[str, object], name: str = "ov-worker") -> bool:
