@@ -2,6 +2,7 @@
 admin API uses (:mod:`config.eventlog`, :mod:`config.routejobs`)."""
 
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from flowhooks import eventview, params
 from flowhooks.common import Group, Target, fail, redis_option, usage
 from flowhooks.output import Output, cell, document, lines, output_option, when
 from flowhooks.tail import Follower, Seen
+from receiver.admin.reports import mentions
 from receiver.jobs import ROUTE_RETRY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +65,9 @@ def _ms(moment: datetime | None) -> int | None:
 @_label_filters
 @params.time_option("--since", ago=True, help="Received at or after: a time, or 2h ago.")
 @params.time_option("--until", ago=True, help="Received at or before.")
+@click.option(
+    "--text", help="Only events whose id, flow name, flow id or error contains it (case aside)."
+)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @output_option
 @redis_option
@@ -73,6 +78,7 @@ def events_list(  # noqa: PLR0917 (one parameter per option, as click passes the
     status: str | None,
     since: datetime | None,
     until: datetime | None,
+    text: str | None,
     limit: int,
     output: Output,
     redis: Target,
@@ -81,9 +87,20 @@ def events_list(  # noqa: PLR0917 (one parameter per option, as click passes the
     if since is not None and until is not None and since > until:
         usage("--since is after --until")
     filters = Filters(source, kind, flow_id, status, _ms(since), _ms(until))
-    total, found = eventlog.search(redis.connect(), filters, limit=limit)
+    conn = redis.connect()
+    if text:
+        matching = (
+            stored.event
+            for stored in eventlog.scan(conn, filters)
+            if filters.accepts(stored.event) and mentions(stored.event, text)
+        )
+        found = list(itertools.islice(matching, limit + 1))
+        total = len(found)  # one more than shown says there are more
+        found = found[:limit]
+    else:
+        total, found = eventlog.search(conn, filters, limit=limit)
     if not found:
-        narrowed = filters != Filters()
+        narrowed = filters != Filters() or bool(text)
         click.echo(redis.empty("no events" + (" match" if narrowed else "")), err=True)
         return
     if output == "json":
@@ -91,7 +108,8 @@ def events_list(  # noqa: PLR0917 (one parameter per option, as click passes the
     else:
         click.echo(eventview.listing(found))
     if total > len(found):
-        click.echo(f"({len(found)} of {total}: --limit shows more)", err=True)
+        told = f"the first {len(found)}" if text else f"{len(found)} of {total}"
+        click.echo(f"({told}: --limit shows more)", err=True)
 
 
 def _one(conn: Redis, event_id: str, source: str | None) -> eventlog.StoredEvent:

@@ -5,14 +5,16 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 from redis import Redis
 from rq.job import Job
 
-from config import deadletters, silences
+from config import deadletters, eventlog, silences
 from config.base import MATCHABLE
 from config.durations import parse_duration
 from config.matchers import parse
@@ -102,6 +104,33 @@ def silence_add(  # noqa: PLR0917 (one parameter per option, as click passes the
     except ValueError as exc:
         usage(str(exc))
     _show([made], "text", now)
+
+
+@silence.command("preview")
+@click.argument("matchers", nargs=-1, required=True, metavar="MATCHER...")
+@click.option(
+    "--hours", default=24.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
+)
+@output_option
+@redis_option
+def silence_preview(matchers: tuple[str, ...], hours: float, output: Output, redis: Target) -> None:
+    """How many events of the last hours a silence of these MATCHERs would have matched (as
+    the console's silence form says), before adding it."""
+    try:
+        given = [str(parse(text, MATCHABLE)) for text in matchers]
+        count = silences.would_match(given, _recent(redis.connect(), hours))
+    except ValueError as exc:
+        usage(str(exc))
+    if output == "json":
+        document({"matchers": given, "hours": hours, "matching": count})
+    else:
+        click.echo(f"{count} events of the last {hours:g} h match {' '.join(given)}")
+
+
+def _recent(conn: Redis, hours: float) -> Iterator[dict[str, Any]]:
+    until = int(time.time() * 1000)
+    window = eventlog.Filters(since_ms=until - int(hours * 3_600_000), until_ms=until)
+    return (stored.event for stored in eventlog.scan(conn, window))
 
 
 @silence.command("list")

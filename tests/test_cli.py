@@ -322,6 +322,9 @@ def test_events_list_as_json_lines_with_a_limit(tmp_path: Path, redis_url: str) 
         (["--kind", "flow.succeeded"], [("etl-eu", "shared")]),
         (["--status", "error", "--flow-id", "7"], [("etl", "shared")]),
         (["--since", "1h", "--until", "now", "--source", "etl-eu"], [("etl-eu", "shared")]),
+        (["--text", "ONLY"], [("etl", "only-here")]),
+        (["--text", "shar", "--source", "etl-eu"], [("etl-eu", "shared")]),
+        (["--text", "shared", "--limit", "1"], [("etl-eu", "shared")]),
     ],
 )
 def test_events_list_filters(

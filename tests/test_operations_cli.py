@@ -469,6 +469,15 @@ def test_silence_add_list_query_and_expire(cli: Cli, redis: Redis) -> None:
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert nothing.stderr.startswith("no silences match in force in Redis at ")
 
+    preview = cli("silence", "preview", "kind=flow.failed", "-o", "json")
+    assert json.loads(ok(preview)) == {
+        "matchers": ['kind="flow.failed"'],
+        "hours": 24.0,
+        "matching": 0,
+    }
+    refused = cli("silence", "preview", "kind=flow_failed")
+    assert refused.returncode == 2 and "unknown kind 'flow_failed'" in refused.stderr
+
     expired = cli("silence", "expire", made["ID"], later["ID"])
     assert [row["STATE"] for row in columns(ok(expired))] == ["expired", "expired"]
     empty = cli("silence", "list")

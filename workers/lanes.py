@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from config import keys
+from config.lanestate import CIRCUIT_STATES
 from config.schema import Circuit
-from workers.metrics import CIRCUIT_STATES
 
 if TYPE_CHECKING:
     from redis import Redis
