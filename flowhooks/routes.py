@@ -14,6 +14,7 @@ import yaml
 from redis.exceptions import RedisError
 
 from config.inhibit import Inhibitor
+from config.loader import NO_SECRETS
 from config.schema import Config
 from config.silences import Silence
 from flowhooks import params, routestest
@@ -100,7 +101,7 @@ def routes_show(config_path: Path, output: Output) -> None:
     """The routing tree: each route's name, matchers and the settings it routes with, those it
     inherits included. Children are tried in order; the first that matches wins unless it
     says continue."""
-    root = expand(config_or_exit(config_path).routes)
+    root = expand(config_or_exit(config_path, secrets_of=NO_SECRETS).routes)
     if output == "json":
         document(_tree(root))
     else:
@@ -206,7 +207,7 @@ def routes_test(  # noqa: PLR0917 (one parameter per option, as click passes the
     suppressed and why (silence, time interval, repeat interval, grouping), and each rendered
     payload. Give the event's LABELS (kind=flow.failed flow_id=7), --event FILE or --cases
     FILE."""
-    config = config_or_exit(config_path)
+    config = config_or_exit(config_path, secrets_of=NO_SECRETS)
     if sum(map(bool, (labels, event_file, cases_file))) != 1:
         usage("give the event's labels (kind=flow.failed flow_id=7), --event FILE or --cases FILE")
     when = at or datetime.now().astimezone()

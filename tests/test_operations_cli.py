@@ -130,6 +130,21 @@ def test_routes_show_draws_the_tree_with_what_each_route_inherits(
     ]
 
 
+def test_the_rules_are_read_without_the_secrets(tmp_path: Path, redis_url: str) -> None:
+    """routes show and routes test read the rules only: a config whose secrets are not set
+    (an example, a colleague's) works as it is; the rendered page holds no routing key."""
+    example = Path(__file__).parent.parent / "config" / "examples" / "pagerduty-incidents.yaml"
+    shown = flowhooks("routes", "show", "--config", str(example), cwd=tmp_path)
+    assert "oncall, ops-slack" in ok(shown)
+    labels = ["kind=flow.failed", "flow_id=7", "flow_name=warehouse-load", "--no-state"]
+    tested = flowhooks("routes", "test", *labels, "--config", str(example), cwd=tmp_path)
+    assert '"dedup_key": "flowhooks::7"' in ok(tested)
+    assert "routing_key" not in tested.stdout
+    signing = ["--source", "etlworks-prod", "--url", "http://127.0.0.1:9", "--config", str(example)]
+    sent = flowhooks("send-test", *signing, cwd=tmp_path)  # it signs: it needs its secret
+    assert sent.returncode == 2 and "ETLWORKS_WEBHOOK_SECRET is not set" in sent.stderr
+
+
 def test_routes_show_as_json(cli: Cli, config_file: Path) -> None:
     tree = json.loads(ok(cli("routes", "show", "--config", str(config_file), "-o", "json")))
     leaf = tree["routes"][1]["routes"][0]
