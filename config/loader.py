@@ -30,7 +30,7 @@ reported as :func:`~config.schema.reference_errors` are. Passed in by the caller
 living above ``config`` (the chains of :mod:`workers.etlworks.chains`) run at every load."""
 
 
-NO_SECRETS: Path_ = ("routes",)
+NO_SECRETS: tuple[str, ...] = ("routes",)
 """A ``secrets_of`` under which a config holds no secret: loading with it requires none, for a
 command that only reads the rules (``routes show``, ``routes test``)."""
 
