@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 from redis.exceptions import RedisError
 
 from config import eventlog, keys
@@ -197,6 +198,7 @@ def test_a_failover_loses_no_acknowledged_event_and_the_workers_carry_on(
                 "every acknowledged event delivered",
                 group,
                 workers,
+                explain=lambda: missing(redis, set(acknowledged) - delivered(sinks)),
             )
             time.sleep(1)  # time for a second delivery of anything, were there one
             counts = Counter(r.json()["event"]["id"] for r in sinks.webhook.requests)
@@ -214,11 +216,24 @@ def delivered(sinks: Sinks) -> set[str]:
     return {r.json()["event"]["id"] for r in sinks.webhook.requests}
 
 
+def missing(redis: Redis, ids: set[str]) -> str:
+    """What the primary holds of each event not delivered: its timeline's stages."""
+    told = []
+    for event_id in sorted(ids):
+        ref = keys.ref("etl", event_id)
+        stored = eventlog.load(redis, ref)
+        stages = [e.get("stage") for e in stored.timeline] if stored is not None else None
+        told.append(f"{event_id}: {stages if stages is not None else 'not stored'}")
+    queued = redis.llen(f"rq:queue:{keys.QUEUE}")
+    return f"not delivered ({len(ids)}; {queued} route jobs queued): " + "; ".join(told)
+
+
 def until(
     condition: Callable[[], bool],
     what: str,
     group: SentinelGroup,
     workers: Sequence[WorkerProcess] = (),
+    explain: Callable[[], str] | None = None,
 ) -> None:
     """Wait for ``condition`` (a Redis error counts as not yet), failing with the logs, and
     at once when one of ``workers`` exits: they must carry on through a failover."""
@@ -237,4 +252,10 @@ def until(
     if exited:
         raise AssertionError(f"{', '.join(exited)} exited waiting for {what}\n{logs}")
     if not held:
-        raise AssertionError(f"timed out waiting for {what}\n{logs}\n{group.logs()}")
+        told = ""
+        if explain is not None:
+            try:
+                told = explain() + "\n"
+            except RedisError as exc:
+                told = f"(what is missing could not be read: {exc})\n"
+        raise AssertionError(f"timed out waiting for {what}\n{told}{logs}\n{group.logs()}")
