@@ -223,7 +223,21 @@ def missing(redis: Redis, ids: set[str]) -> str:
         ref = keys.ref("etl", event_id)
         stored = eventlog.load(redis, ref)
         stages = [e.get("stage") for e in stored.timeline] if stored is not None else None
-        told.append(f"{event_id}: {stages if stages is not None else 'not stored'}")
+        job = keys.route_job_id(ref)
+        status = redis.hget(f"rq:job:{job}", "status")
+        holders = [
+            keys.text(k)
+            for k, _ in redis.hgetall(keys.TAKEN).items()
+            if job.encode() in redis.lrange(k, 0, -1)
+        ]
+        places = {
+            name: redis.zscore(f"rq:{name}:{keys.QUEUE}", job)
+            for name in ("wip", "scheduled", "failed", "finished")
+        }
+        told.append(
+            f"{event_id}: {stages if stages is not None else 'not stored'}, job {job} "
+            f"status {status!r}, taken by {holders}, registries {places}"
+        )
     queued = redis.llen(f"rq:queue:{keys.QUEUE}")
     return f"not delivered ({len(ids)}; {queued} route jobs queued): " + "; ".join(told)
 
