@@ -46,7 +46,7 @@ WRITE_EVENTS = """
 local retention, dedup_ms = %(retention)s, %(dedup_ms)s
 local prefix, queue, index = %(prefix)s, %(queue)s, %(index)s
 local task, job_prefix = %(task)s, %(job_prefix)s
-local now_ms, now_rq = tonumber(ARGV[1]), ARGV[2]
+local now_ms, now_rq = ARGV[1], ARGV[2]  -- text: a Lua number would be formatted per use
 local n = (#ARGV - 2) / 3
 -- Which events are new: one MGET of their dedup keys; an id twice in a batch is new once.
 local dedups = {}
@@ -88,7 +88,7 @@ if #new > 0 then
   end
 end
 redis.call('SADD', 'rq:queues', queue)
-redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now_ms - retention * 1000))
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (tonumber(now_ms) - retention * 1000))
 return out
 """
 """The write script, with ``%(name)s`` where :func:`write_script` puts a writer's constants as
