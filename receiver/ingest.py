@@ -1,10 +1,12 @@
 """The durable write: dedupe, store and enqueue each event in one Redis round trip, shared by the
 requests in flight (group commit).
 
-Each event costs a look at its dedup key and, when new, its record, the first entry of its
-timeline, its place in the time index, its RQ route job and last the dedup key, all inside one
-Lua script. Redis runs the script without interleaving other clients; should it stop half-way,
-the dedup key is not written, the request fails, and the sender's retry writes it all again.
+One Lua script looks at the dedup keys of a round trip's events (one ``MGET``) and writes,
+for each new one, its record, the first entry of its timeline and its RQ route job; then the
+new events' places in the time index and in RQ's queue (one ``ZADD`` and one ``RPUSH`` for
+all), and last their dedup keys. Redis runs the script without interleaving other clients;
+should it stop half-way, no dedup key is written, the requests fail, and the senders' retries
+write it all again.
 
 Requests that arrive while a round trip is in flight wait for the next one and share it: under
 load a round trip carries many events, and a lone request pays for one round trip, never for a
@@ -41,44 +43,57 @@ from receiver import jobs
 log = logging.getLogger("flowhooks.receiver")
 
 WRITE_EVENTS = """
-local n, dedup_ttl, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local now_ms, now_rq, prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local queue, index, task, job_prefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local m = tonumber(ARGV[11])
-local template = {}
-for i = 1, 2 * m do template[i] = ARGV[11 + i] end
-local base, out = 11 + 2 * m, {}
-for e = 0, n - 1 do
-  local o = base + e * 3
-  local ref = ARGV[o + 1]
-  local dedup = prefix .. ':dedup:' .. ref
-  if redis.call('EXISTS', dedup) == 0 then
-    redis.call('SET', prefix .. ':event:' .. ref, ARGV[o + 2], 'EX', retention)
-    local timeline = prefix .. ':timeline:' .. ref
-    redis.call('DEL', timeline)
-    redis.call('RPUSH', timeline, ARGV[o + 3])
+local retention, dedup_ms = %(retention)s, %(dedup_ms)s
+local prefix, queue, index = %(prefix)s, %(queue)s, %(index)s
+local task, job_prefix = %(task)s, %(job_prefix)s
+local now_ms, now_rq = ARGV[1], ARGV[2]  -- text: a Lua number would be formatted per use
+local n = (#ARGV - 2) / 3
+-- Which events are new: one MGET of their dedup keys; an id twice in a batch is new once.
+local dedups = {}
+for e = 1, n do dedups[e] = prefix .. ':dedup:' .. ARGV[e * 3] end
+local seen, taken, new, scored, queued, out = redis.call('MGET', unpack(dedups)), {}, {}, {}, {}, {}
+for e = 1, n do
+  local o = e * 3
+  local ref = ARGV[o]
+  if seen[e] or taken[ref] then
+    out[e] = 0
+  else
+    taken[ref] = true
+    local timeline, job = prefix .. ':timeline:' .. ref, job_prefix .. redis.sha1hex(ref)
+    -- A timeline or route job left from an earlier acceptance of this event is replaced, not
+    -- merged into.
+    redis.call('DEL', timeline, 'rq:job:' .. job)
+    redis.call('SET', prefix .. ':event:' .. ref, ARGV[o + 1], 'EX', retention)
+    redis.call('RPUSH', timeline, ARGV[o + 2])
     redis.call('EXPIRE', timeline, retention)
-    redis.call('ZADD', index, now_ms, ref)
     -- The route job, as RQ's Job.to_dict writes it; RQ reads an uncompressed `data` as is.
-    -- A job left from an earlier acceptance of this event is replaced, not merged into.
-    local job, arg = job_prefix .. redis.sha1hex(ref), cjson.encode(ref)
-    redis.call('DEL', 'rq:job:' .. job)
+    local arg = cjson.encode(ref)
     redis.call('HSET', 'rq:job:' .. job, 'data', '["' .. task .. '", null, [' .. arg .. '], {}]',
                'description', task .. '(' .. arg .. ')', 'created_at', now_rq,
-               'enqueued_at', now_rq, unpack(template))
-    redis.call('RPUSH', queue, job)
-    -- Last: a script that failed half-way leaves no dedup key to turn the retry into a
-    -- "duplicate" of an event that was never stored.
-    redis.call('SET', dedup, ref, 'PX', dedup_ttl)
-    out[e + 1] = 1
-  else
-    out[e + 1] = 0
+               'enqueued_at', now_rq, %(template)s)
+    new[#new + 1] = ref
+    scored[#scored + 1] = now_ms
+    scored[#scored + 1] = ref
+    queued[#queued + 1] = job
+    out[e] = 1
+  end
+end
+if #new > 0 then
+  redis.call('ZADD', index, unpack(scored))
+  redis.call('RPUSH', queue, unpack(queued))
+  -- Last: a script that failed half-way leaves no dedup key to turn the retry into a
+  -- "duplicate" of an event that was never stored.
+  for _, ref in ipairs(new) do
+    redis.call('SET', prefix .. ':dedup:' .. ref, ref, 'PX', dedup_ms)
   end
 end
 redis.call('SADD', 'rq:queues', queue)
-redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now_ms - retention * 1000))
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (tonumber(now_ms) - retention * 1000))
 return out
 """
+"""The write script, with ``%(name)s`` where :func:`write_script` puts a writer's constants as
+Lua literals: a round trip's arguments are its time and its events alone (``ref``, record and
+first timeline entry each), so it sends, and Redis parses, only what differs."""
 
 RQ_QUEUE_KEY = f"rq:queue:{keys.QUEUE}"
 REPLICATION_MARK = f"{keys.PREFIX}:replicated"
@@ -95,6 +110,35 @@ def first_entry(at: str, verified: list[str], remote: str | None) -> str:
     checks = ", ".join(map(_quote, verified))
     host = "null" if remote is None else _quote(remote)
     return f'{{"at": {_quote(at)}, "stage": "received", "verified": [{checks}], "remote": {host}}}'
+
+
+def write_script(
+    dedup_ttl: float, retention: float, job_template: Mapping[str, str | bytes | int]
+) -> str:
+    """:data:`WRITE_EVENTS` for a writer: its TTLs, the key layout and the route job's fields
+    that are the same for every event (:func:`receiver.jobs.template`)."""
+    fields = ", ".join(_lua(v) for kv in job_template.items() for v in kv)
+    return WRITE_EVENTS % {
+        "retention": _lua(int(retention)),
+        "dedup_ms": _lua(int(dedup_ttl * 1000)),
+        "prefix": _lua(keys.PREFIX),
+        "queue": _lua(RQ_QUEUE_KEY),
+        "index": _lua(keys.EVENT_INDEX),
+        "task": _lua(keys.ROUTE_TASK),
+        "job_prefix": _lua(keys.ROUTE_JOB_PREFIX),
+        "template": fields,
+    }
+
+
+_LUA_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:-[]")
+
+
+def _lua(value: str | bytes | int) -> str:
+    """A Lua string literal of ``value``'s bytes (its decimal text for an int): every byte
+    but letters, digits and a few marks as a ``\\ddd`` escape, so no value can end it."""
+    raw = str(value).encode() if isinstance(value, int) else value
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return '"' + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in raw) + '"'
 
 
 class Unavailable(Exception):
@@ -134,12 +178,8 @@ class EventWriter:
         replica_wait: float = 1.0,
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(WRITE_EVENTS)
-        self._dedup_ms = str(int(dedup_ttl * 1000))
-        self._retention = str(int(retention))
-        self._template = [
-            str(v) if isinstance(v, int) else v for kv in job_template.items() for v in kv
-        ]
+        self._source = write_script(dedup_ttl, retention, job_template)
+        self._script = redis.register_script(self._source)
         self._deadline = deadline
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -188,18 +228,8 @@ class EventWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         now = self._clock()
         args: list[str | bytes] = [
-            str(len(batch)),
-            self._dedup_ms,
-            self._retention,
             str(int(now * 1000)),
             jobs.rq_time(datetime.fromtimestamp(now, UTC)),
-            keys.PREFIX,
-            RQ_QUEUE_KEY,
-            keys.EVENT_INDEX,
-            keys.ROUTE_TASK,
-            keys.ROUTE_JOB_PREFIX,
-            str(len(self._template) // 2),
-            *self._template,
         ]
         for pending in batch:
             args.extend(pending.args)
@@ -248,7 +278,7 @@ class EventWriter:
             if not isinstance(replies, NoScriptError):
                 break
             # Scripts are not replicated: a replica promoted by a failover has never seen it.
-            await self._redis.script_load(WRITE_EVENTS)
+            await self._redis.script_load(self._source)
         for reply in (replies, acked):
             if isinstance(reply, Exception):
                 raise reply

@@ -29,7 +29,8 @@ the dead letter."""
 
 
 def template(timeout: float, failure_ttl: float) -> dict[str, str | bytes | int]:
-    """RQ's own serialization of a queued route job, without the per-event fields."""
+    """RQ's own serialization of a queued route job, without the per-event fields and the
+    empty ones."""
     job = Job.create(
         keys.ROUTE_TASK,
         args=["template"],
@@ -43,7 +44,13 @@ def template(timeout: float, failure_ttl: float) -> dict[str, str | bytes | int]
     )
     job.origin = keys.QUEUE
     job.enqueued_at = datetime.now(UTC)
-    fields = {name: value for name, value in job.to_dict().items() if name not in PER_EVENT}
+    # RQ reads an empty field as one that is absent (``Job.restore``: ``if obj.get(name)``), so
+    # the empty ones are left out: the hash is Redis' costliest write per event.
+    fields = {
+        name: value
+        for name, value in job.to_dict().items()
+        if name not in PER_EVENT and value != ""
+    }
     fields["status"] = JobStatus.QUEUED.value
     return fields
 

@@ -139,9 +139,11 @@ def fields(
     top = payload if isinstance(payload, dict) else {}
     entity = _mapping(top.get("entity"))
     here = (entity, top)  # where execution details are looked for, most specific first
-    url = _text(etl_headers.get("entity-url")) or _text(top.get("entityUrl"))
+    # The headers' texts (a POST from Etlworks has none of these headers).
+    heard = {k: t for k, v in etl_headers.items() if (t := _text(v))} if etl_headers else _NONE
+    url = heard.get("entity-url") or _text(top.get("entityUrl"))
     name = (
-        _text(etl_headers.get("event"))
+        heard.get("event")
         or _first_text((top,), "eventType", "event", "eventName", "type")
         or "unknown"
     )
@@ -162,8 +164,8 @@ def fields(
         or (_first_text((entity,), "name") if name.startswith("Flow.") else None),
         "audit_id": _first_text(here, "auditId", "audit_id", "executionId")
         or _from_url(url, _AUDIT_IN_URL),
-        "webhook_id": _text(etl_headers.get("id")) or _first_text((top,), "webhookId"),
-        "entity_id": _text(etl_headers.get("entity-id")) or _first_text((top,), "entityId"),
+        "webhook_id": heard.get("id") or _first_text((top,), "webhookId"),
+        "entity_id": heard.get("entity-id") or _first_text((top,), "entityId"),
         "entity_url": url,
         "tags": _tags(_first(here, "tags", "flowTags")),
         "params": _params(_first(here, "params", "parameters", "runParameters")),
@@ -298,6 +300,7 @@ def _first(maps: Iterable[Mapping[str, Any]], *names: str) -> Any:
 
 
 _EMPTIABLE = (str, list, dict)
+_NONE: Mapping[str, str] = {}
 
 
 _SCALARS = (int, float, str)
@@ -311,9 +314,8 @@ def _text(value: Any) -> str | None:
         text = str(value).strip()
     else:
         return None
-    if not text:
-        return None
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+    # "" is ASCII: None. A replacement keeps the length, so non-empty text stays non-empty.
+    return (text or None) if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def _first_text(maps: Iterable[Mapping[str, Any]], *names: str) -> str | None:
@@ -355,16 +357,10 @@ def _duration(value: Any, started: datetime | None, finished: datetime | None) -
 
 def _tags(value: Any) -> list[str]:
     if isinstance(value, str):
-        items: list[Any] = value.split(",")
-    elif isinstance(value, list):
-        items = [v.get("name") if isinstance(v, dict) else v for v in value]
-    else:
-        return []
-    tags = []
-    for item in items:
-        if tag := _text(item):
-            tags.append(tag)
-    return tags
+        return [tag for item in value.split(",") if (tag := _text(item))]
+    if isinstance(value, list):
+        return [tag for v in value if (tag := _text(v.get("name") if isinstance(v, dict) else v))]
+    return []
 
 
 def _params(value: Any) -> dict[str, str]:

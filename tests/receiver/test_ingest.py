@@ -138,3 +138,23 @@ def test_a_write_after_redis_returns_is_stored(private_redis: RedisProcess) -> N
     stored = eventlog.load(SyncRedis.from_url(private_redis.url), "etl:late")
     assert stored is not None
     assert stored.timeline == [{"stage": "received"}]
+
+
+def test_the_job_fields_written_into_the_script_keep_their_bytes(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    # The fields common to every route job are Lua literals in the write script: any byte
+    # (quotes, backslashes, a newline, a NUL, UTF-8, a Lua "]]") must come back as it went in.
+    odd = 'a "quoted" \\ back\nslash \x00 ünï ]] ]=] %s'
+    template = {**jobs.template(60, 3600), "origin": odd, "weird": odd.encode("utf-8")}
+
+    async def scenario() -> bool:
+        conn = Redis.from_url(redis_url)
+        stored = await writer(conn, job_template=template).write(event("odd"), {})
+        await conn.aclose()
+        return stored
+
+    assert asyncio.run(scenario()) is True
+    job = redis.hgetall(f"rq:job:{keys.route_job_id('etl:odd')}")
+    assert job[b"origin"] == job[b"weird"] == odd.encode("utf-8")
+    assert job[b"timeout"] == b"60"
