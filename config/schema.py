@@ -40,6 +40,7 @@ from config.sinks import (
     SlackAction,
     SmtpServer,
     StandardWebhooksSigning,
+    TeamsAction,
     WebhookAction,
 )
 from config.templates import compile_template
@@ -57,6 +58,7 @@ __all__ = [
     "SlackAction",
     "SmtpServer",
     "StandardWebhooksSigning",
+    "TeamsAction",
     "WebhookAction",
 ]
 
@@ -287,6 +289,7 @@ class Action(Strict):
     email: EmailAction | None = None
     webhook: WebhookAction | None = None
     log: LogAction | None = None
+    teams: TeamsAction | None = None
     etlworks_run: RunAction | None = None
     etlworks_retry: RetryAction | None = None
     etlworks_schedule: ScheduleAction | None = None

@@ -27,6 +27,7 @@ __all__ = [
     "SlackAction",
     "SmtpServer",
     "StandardWebhooksSigning",
+    "TeamsAction",
     "WebhookAction",
 ]
 
@@ -160,12 +161,23 @@ class LogAction(Settings):
     level: Literal["info", "warning"] = "info"
 
 
+class TeamsAction(Settings):
+    """Microsoft Teams through a Workflows webhook ("When a Teams webhook request is
+    received"): its URL is a secret."""
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")
+    COLLAPSIBLE: ClassVar[bool] = True
+    URL: ClassVar[str | None] = "webhook_url"
+    webhook_url: Secret
+
+
 SETTINGS: dict[str, type[Settings]] = {
     "slack": SlackAction,
     "pagerduty": PagerDutyAction,
     "email": EmailAction,
     "webhook": WebhookAction,
     "log": LogAction,
+    "teams": TeamsAction,
 }
 """Each destination's settings, by the key an action names it with; ``Action`` has one field
 for each (checked by the tests), in this order."""

@@ -17,6 +17,7 @@ VALUES = {
     "ETLWORKS_API_KEY": "api-key-for-tests",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/for-tests",
     "PAGERDUTY_ROUTING_KEY": "routing-key-for-tests",
+    "TEAMS_WEBHOOK_URL": "https://example.test/workflows/for-tests/invoke?sig=for-tests",
 }
 
 
@@ -41,6 +42,7 @@ def test_there_are_examples() -> None:
         "pagerduty-incidents",
         "reconcile",
         "slack-alerts",
+        "teams",
     ]
     listed = (EXAMPLES / "README.md").read_text()
     assert all(f"`{c.name}`" in listed for c in CONFIGS)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from workers.sinks import email, log, pagerduty, slack, webhook
+from workers.sinks import email, log, pagerduty, slack, teams, webhook
 from workers.sinks.destination import Acting, Destination
 
 __all__ = ["DESTINATIONS", "send"]
@@ -19,6 +19,7 @@ DESTINATIONS: Mapping[str, Destination] = {
         email.DESTINATION,
         webhook.DESTINATION,
         log.DESTINATION,
+        teams.DESTINATION,
     )
 }
 

@@ -59,6 +59,32 @@ class Recorded:
         return json.loads(self.body)
 
 
+def _anything(request: Recorded) -> Reply | None:
+    return None
+
+
+TEAMS_LIMIT = 28 * 1024
+TEAMS_OK = Reply(202, b"")
+
+
+def teams_contract(request: Recorded) -> Reply | None:
+    """A Teams Workflows webhook: a JSON ``message`` whose attachments are Adaptive Cards, at
+    most 28 KB; 413 for a larger one, 400 for anything else it cannot read."""
+    if len(request.body) > TEAMS_LIMIT:
+        return Reply(413, b'{"error":{"code":"RequestEntityTooLarge"}}')
+    try:
+        message = request.json()
+        cards = [a["content"] for a in message["attachments"]]
+        ok = message["type"] == "message" and all(
+            a["contentType"] == "application/vnd.microsoft.card.adaptive"
+            for a in message["attachments"]
+        )
+        ok = ok and all(c["type"] == "AdaptiveCard" and isinstance(c["body"], list) for c in cards)
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    return None if ok else Reply(400, b'{"error":{"code":"InvalidRequestContent"}}')
+
+
 class HttpStandIn:
     """A recording HTTP server: each request gets the next scripted :class:`Reply`, or
     ``default`` once the script runs out.
@@ -70,6 +96,9 @@ class HttpStandIn:
 
     def __init__(self, port: int) -> None:
         self.port = port
+        self.contract: Callable[[Recorded], Reply | None] = _anything
+        """What the far side refuses whatever the script says (a :class:`Reply`), from its
+        documented contract; ``None`` for a request it takes."""
         self.requests: list[Recorded] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
@@ -92,10 +121,16 @@ class HttpStandIn:
     def slow_url(self, path: str = "/") -> str:
         return self.url("/slow" + path)
 
-    def reset(self, *script: Reply, default: Reply = Reply()) -> None:
+    def reset(
+        self,
+        *script: Reply,
+        default: Reply = Reply(),
+        contract: Callable[[Recorded], Reply | None] = _anything,
+    ) -> None:
         self.requests.clear()
         self.script = deque(script)
         self.default = default
+        self.contract = contract
 
     async def _answer(self, request: Request) -> Response:
         if request.url.path.startswith("/slow/"):
@@ -103,8 +138,9 @@ class HttpStandIn:
             return Response(b"ok")
         body = await request.body()
         headers = dict(request.headers)
-        self.requests.append(Recorded(request.method, request.url.path, headers, body))
-        reply = self.script.popleft() if self.script else self.default
+        recorded = Recorded(request.method, request.url.path, headers, body)
+        self.requests.append(recorded)
+        reply = self.contract(recorded) or (self.script.popleft() if self.script else self.default)
         content = reply.body
         if reply.echo:
             echoed = {"url": str(request.url), "headers": headers, "body": body.decode()}

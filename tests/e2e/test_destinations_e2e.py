@@ -1,0 +1,100 @@
+"""The destinations added beside Slack and PagerDuty, end to end: a signed webhook to the real
+receiver, a real worker process and Redis, and a loopback stand-in keeping to each service's
+documented contract."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from tests.e2e.delivery_support import (
+    RETRY,
+    Flowhooks,
+    Sinks,
+    running,
+    serving_sinks,
+)
+from tests.support import free_port
+from tests.workers.sinks.standins import TEAMS_OK, HttpStandIn, Reply, teams_contract
+
+pytestmark = pytest.mark.slow
+
+TEAMS_PATH = "/workflows/e2e/triggers/manual/paths/invoke?sig=teams-sig-is-a-secret-Mb4"
+
+ROUTES = """
+group_wait: 1s
+actions: []
+routes:
+  - matchers: ['kind="flow.failed"']
+    actions: [{actions}]
+    resolve: true
+    repeat_interval: 1h
+"""
+
+
+@pytest.fixture(scope="module")
+def sinks() -> Iterator[Sinks]:
+    with serving_sinks() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def far_side() -> Iterator[HttpStandIn]:
+    server = HttpStandIn(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def teams_only(
+    redis: Redis, redis_url: str, sinks: Sinks, far_side: HttpStandIn, tmp_path: Path
+) -> Iterator[Flowhooks]:
+    far_side.reset(default=TEAMS_OK, contract=teams_contract)
+    actions = f"""
+    teams:
+      teams: {{webhook_url: "${{TEAMS_URL}}"}}
+      retry: {RETRY}
+    """
+    secrets = {"TEAMS_URL": far_side.url(TEAMS_PATH)}
+    routes = ROUTES.format(actions="teams")
+    with running(
+        redis, redis_url, sinks, tmp_path, routes, secrets=secrets, actions=actions
+    ) as flowhooks:
+        flowhooks.start_worker()
+        yield flowhooks
+
+
+def test_a_failure_and_its_recovery_reach_teams_as_cards_through_a_throttle(
+    teams_only: Flowhooks, far_side: HttpStandIn
+) -> None:
+    far_side.script.append(Reply(429, b"throttled", headers={"retry-after": "1"}))
+    failed = teams_only.post(
+        "FLOW_FAILED", "teams-1", flow_id=801, flow_name="**orders** <at>all</at>", error="boom"
+    )
+    first, second = teams_only.wait_deliveries(failed, "teams", 2)
+    assert (first["outcome"], first["status"], first["retryable"]) == ("failed", 429, True)
+    assert (first["error"], first["attempt"]) == (
+        "teams: HTTP 429 Too Many Requests (retryable, retry after 1s)",
+        1,
+    )
+    assert (second["outcome"], second["status"], second["attempt"]) == ("delivered", 202, 2)
+
+    recovered = teams_only.post("FLOW_SUCCESS", "teams-2", flow_id=801, flow_name="orders")
+    [resolved] = teams_only.wait_deliveries(recovered, "teams", 1)
+    assert (resolved["outcome"], resolved["status"]) == ("delivered", 202)
+
+    cards = [r.json()["attachments"][0]["content"] for r in far_side.requests]
+    assert len(cards) == 3
+    assert cards[1] == cards[0]  # the retry sends the same card
+    failure_title, recovery_title = cards[1]["body"][0], cards[2]["body"][0]
+    assert failure_title["text"] == r"Flow failed: \*\*orders\*\* \<at\>all\</at\>"
+    assert failure_title["color"] == "Attention"
+    assert (recovery_title["text"], recovery_title["color"]) == ("Recovered: orders", "Good")
+    assert all(teams_contract(r) is None for r in far_side.requests)
+    timeline = json.dumps(teams_only.timeline(failed) + teams_only.timeline(recovered))
+    assert "teams-sig-is-a-secret" not in timeline
