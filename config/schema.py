@@ -36,6 +36,7 @@ from config.sinks import (
     SETTINGS,
     EmailAction,
     LogAction,
+    OpsgenieAction,
     PagerDutyAction,
     SlackAction,
     SmtpServer,
@@ -54,6 +55,7 @@ __all__ = [
     "Action",
     "EmailAction",
     "LogAction",
+    "OpsgenieAction",
     "PagerDutyAction",
     "SlackAction",
     "SmtpServer",
@@ -290,6 +292,7 @@ class Action(Strict):
     webhook: WebhookAction | None = None
     log: LogAction | None = None
     teams: TeamsAction | None = None
+    opsgenie: OpsgenieAction | None = None
     etlworks_run: RunAction | None = None
     etlworks_retry: RetryAction | None = None
     etlworks_schedule: ScheduleAction | None = None
@@ -312,7 +315,7 @@ class Action(Strict):
         if sink is not None and info.field_name is not None:
             field = _URLS[info.field_name]
             value = getattr(sink, field)
-            if isinstance(value, Unresolved):
+            if value is None or isinstance(value, Unresolved):
                 return sink
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
             if not _is_http_url(text):

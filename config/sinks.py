@@ -22,6 +22,8 @@ __all__ = [
     "SETTINGS",
     "EmailAction",
     "LogAction",
+    "OpsgenieAction",
+    "OpsgenieResponder",
     "PagerDutyAction",
     "Settings",
     "SlackAction",
@@ -171,6 +173,32 @@ class TeamsAction(Settings):
     webhook_url: Secret
 
 
+class OpsgenieResponder(Strict):
+    """Who an Opsgenie alert goes to, as its ``responders`` name them."""
+
+    type: Literal["team", "user", "escalation", "schedule"]
+    name: str = Field(min_length=1)
+    """The team's, escalation's or schedule's name; a user's username (an email address)."""
+
+
+_OPSGENIE_TAG = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class OpsgenieAction(Settings):
+    """Opsgenie's Alert API v2 with an API integration's key (a secret)."""
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("message", "alias", "description")
+    URL: ClassVar[str | None] = "url"
+    api_key: Secret
+    region: Literal["us", "eu"] = "us"
+    """``us``: ``https://api.opsgenie.com``; ``eu``: ``https://api.eu.opsgenie.com``."""
+    url: str | None = None
+    """Another API base URL (a proxy); the region's when unset."""
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P3"
+    tags: list[_OPSGENIE_TAG] = Field(default=[], max_length=20)
+    responders: list[OpsgenieResponder] = Field(default=[], max_length=50)
+
+
 SETTINGS: dict[str, type[Settings]] = {
     "slack": SlackAction,
     "pagerduty": PagerDutyAction,
@@ -178,6 +206,7 @@ SETTINGS: dict[str, type[Settings]] = {
     "webhook": WebhookAction,
     "log": LogAction,
     "teams": TeamsAction,
+    "opsgenie": OpsgenieAction,
 }
 """Each destination's settings, by the key an action names it with; ``Action`` has one field
 for each (checked by the tests), in this order."""

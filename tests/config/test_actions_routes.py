@@ -34,7 +34,7 @@ ENV = {
 SECRETS = (SLACK_URL, HOOK_URL, PD_KEY, SMTP_PASSWORD, HOOK_TOKEN, WHSEC, NOT_A_URL)
 HEAD = "sources: {etl: {allow_unsigned: true}}\n"
 SINKS = (
-    "slack, pagerduty, email, webhook, log, teams, etlworks_run, etlworks_retry,"
+    "slack, pagerduty, email, webhook, log, teams, opsgenie, etlworks_run, etlworks_retry,"
     " etlworks_schedule, etlworks_request"
 )
 LABELS = (
@@ -258,7 +258,7 @@ class TestAGoodConfig:
             [
                 "test.yaml:3: actions.a.lag: unknown key (known: circuit, collapse, email,"
                 " etlworks_request, etlworks_retry, etlworks_run, etlworks_schedule, log,"
-                " pagerduty, retry, send_resolved, slack, teams, templates, webhook)"
+                " opsgenie, pagerduty, retry, send_resolved, slack, teams, templates, webhook)"
             ],
             id="unknown sink",
         ),
@@ -317,6 +317,7 @@ SINK_CONFIG = {
     "webhook": '{url: "${HOOK_URL}"}',
     "log": "{}",
     "teams": '{webhook_url: "${SLACK_URL}"}',
+    "opsgenie": '{api_key: "${PD_KEY}"}',
 }
 
 

@@ -17,6 +17,7 @@ VALUES = {
     "ETLWORKS_API_KEY": "api-key-for-tests",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/for-tests",
     "PAGERDUTY_ROUTING_KEY": "routing-key-for-tests",
+    "OPSGENIE_API_KEY": "opsgenie-key-for-tests",
     "TEAMS_WEBHOOK_URL": "https://example.test/workflows/for-tests/invoke?sig=for-tests",
 }
 
@@ -39,6 +40,7 @@ def test_there_are_examples() -> None:
         "expect",
         "inhibit",
         "join",
+        "opsgenie",
         "pagerduty-incidents",
         "reconcile",
         "slack-alerts",

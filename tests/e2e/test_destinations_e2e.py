@@ -17,10 +17,18 @@ from tests.e2e.delivery_support import (
     serving_sinks,
 )
 from tests.support import free_port
-from tests.workers.sinks.standins import TEAMS_OK, HttpStandIn, Reply, teams_contract
+from tests.workers.sinks.standins import (
+    OPSGENIE_OK,
+    TEAMS_OK,
+    HttpStandIn,
+    Reply,
+    opsgenie_contract,
+    teams_contract,
+)
 
 pytestmark = pytest.mark.slow
 
+OPSGENIE_KEY = "og-key-is-a-secret-Ty6"
 TEAMS_PATH = "/workflows/e2e/triggers/manual/paths/invoke?sig=teams-sig-is-a-secret-Mb4"
 
 ROUTES = """
@@ -98,3 +106,56 @@ def test_a_failure_and_its_recovery_reach_teams_as_cards_through_a_throttle(
     assert all(teams_contract(r) is None for r in far_side.requests)
     timeline = json.dumps(teams_only.timeline(failed) + teams_only.timeline(recovered))
     assert "teams-sig-is-a-secret" not in timeline
+
+
+@pytest.fixture
+def opsgenie_only(
+    redis: Redis, redis_url: str, sinks: Sinks, far_side: HttpStandIn, tmp_path: Path
+) -> Iterator[Flowhooks]:
+    far_side.reset(default=OPSGENIE_OK, contract=opsgenie_contract(OPSGENIE_KEY))
+    actions = f"""
+    genie:
+      opsgenie: {{api_key: "${{OPSGENIE_KEY}}", url: "{far_side.url()}", priority: P1}}
+      retry: {RETRY}
+    """
+    routes = ROUTES.format(actions="genie")
+    with running(
+        redis,
+        redis_url,
+        sinks,
+        tmp_path,
+        routes,
+        secrets={"OPSGENIE_KEY": OPSGENIE_KEY},
+        actions=actions,
+    ) as flowhooks:
+        flowhooks.start_worker()
+        yield flowhooks
+
+
+def test_opsgenie_alerts_once_per_flow_and_the_next_success_closes_it(
+    opsgenie_only: Flowhooks, far_side: HttpStandIn
+) -> None:
+    far_side.script.append(Reply(503, b"{}"))
+    failed = opsgenie_only.post("FLOW_FAILED", "og-1", flow_id=901, error="ORA-00942")
+    first, second = opsgenie_only.wait_deliveries(failed, "genie", 2)
+    assert (first["outcome"], first["status"], first["retryable"]) == ("failed", 503, True)
+    assert (second["outcome"], second["status"]) == ("delivered", 202)
+
+    recovered = opsgenie_only.post("FLOW_SUCCESS", "og-2", flow_id=901)
+    [closed] = opsgenie_only.wait_deliveries(recovered, "genie", 1)
+    assert (closed["outcome"], closed["status"]) == ("delivered", 202)
+
+    retried, created, closing = far_side.requests
+    assert retried.body == created.body
+    alert = created.json()
+    assert (created.path, alert["alias"], alert["priority"]) == (
+        "/v2/alerts",
+        "flowhooks:etl:901",
+        "P1",
+    )
+    assert alert["details"]["error"] == "ORA-00942"
+    assert closing.raw_path == "/v2/alerts/flowhooks%3Aetl%3A901/close"
+    assert closing.query == "identifierType=alias"
+    assert all(opsgenie_contract(OPSGENIE_KEY)(r) is None for r in far_side.requests)
+    timeline = json.dumps(opsgenie_only.timeline(failed) + opsgenie_only.timeline(recovered))
+    assert OPSGENIE_KEY not in timeline

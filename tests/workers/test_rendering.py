@@ -33,6 +33,7 @@ ENV = {
     "HOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "SMTP_PASSWORD": "smtp-pa55word",
     "TEAMS_URL": "https://example.test/workflows/w/invoke?sig=teams-secret-sig",
+    "OG_KEY": "og-secret-key",
 }
 SINKS: dict[str, dict[str, Any]] = {
     "slack": {"slack": {"webhook_url": "${SLACK_URL}"}},
@@ -53,6 +54,7 @@ SINKS: dict[str, dict[str, Any]] = {
     },
     "log": {"log": {}},
     "teams": {"teams": {"webhook_url": "${TEAMS_URL}"}},
+    "opsgenie": {"opsgenie": {"api_key": "${OG_KEY}"}},
 }
 EXECUTION = "https://app.etlworks.com/rest/v1/flows/12345?auditId=777"
 FINISHED = datetime(2026, 5, 9, 3, 12, 34, tzinfo=UTC)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from workers.sinks import email, log, pagerduty, slack, teams, webhook
+from workers.sinks import email, log, opsgenie, pagerduty, slack, teams, webhook
 from workers.sinks.destination import Acting, Destination
 
 __all__ = ["DESTINATIONS", "send"]
@@ -20,6 +20,7 @@ DESTINATIONS: Mapping[str, Destination] = {
         webhook.DESTINATION,
         log.DESTINATION,
         teams.DESTINATION,
+        opsgenie.DESTINATION,
     )
 }
 

@@ -54,6 +54,9 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
+    raw_path: str = ""
+    """The path as sent, percent-encoding and all."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -83,6 +86,54 @@ def teams_contract(request: Recorded) -> Reply | None:
     except (ValueError, KeyError, TypeError):
         ok = False
     return None if ok else Reply(400, b'{"error":{"code":"InvalidRequestContent"}}')
+
+
+OPSGENIE_OK = Reply(
+    202,
+    b'{"result":"Request will be processed","took":0.1,"requestId":"43a29c5c-3dbf-4fa4"}',
+)
+_OPSGENIE_LIMITS = {"message": 130, "alias": 512, "description": 15000, "entity": 512}
+_PRIORITIES = {"P1", "P2", "P3", "P4", "P5"}
+
+
+def opsgenie_contract(key: str) -> Callable[[Recorded], Reply | None]:
+    """Opsgenie's Alert API v2 for the API key ``key``: ``Authorization: GenieKey {key}`` or
+    401; create at ``/v2/alerts`` and close at ``/v2/alerts/{alias}/close?identifierType=alias``
+    or 404; the create's fields within their limits (a message of 1 to 130 characters, 20 tags
+    of 50, details of string values, 8,000 characters in all) or 422."""
+
+    def check(request: Recorded) -> Reply | None:
+        if request.headers.get("authorization") != f"GenieKey {key}":
+            return Reply(401, b'{"message":"Could not authenticate","took":0.0}')
+        try:
+            body = request.json()
+        except ValueError:
+            return Reply(400, b'{"message":"Request body is not processable"}')
+        if request.path == "/v2/alerts":
+            return None if _creatable(body) else Reply(422, b'{"message":"Invalid request"}')
+        closing = request.path.startswith("/v2/alerts/") and request.path.endswith("/close")
+        if closing and request.query == "identifierType=alias" and isinstance(body, dict):
+            return None
+        return Reply(404, b'{"message":"Not found"}')
+
+    return check
+
+
+def _creatable(body: Any) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return False
+    sizes = all(len(str(body.get(name, ""))) <= most for name, most in _OPSGENIE_LIMITS.items())
+    tags = body.get("tags", [])
+    details = body.get("details", {})
+    return (
+        sizes
+        and len(body["message"].strip()) > 0
+        and body.get("priority", "P3") in _PRIORITIES
+        and len(tags) <= 20
+        and all(isinstance(t, str) and len(t) <= 50 for t in tags)
+        and all(isinstance(v, str) for v in details.values())
+        and sum(len(k) + len(v) for k, v in details.items()) <= 8000
+    )
 
 
 class HttpStandIn:
@@ -138,7 +189,10 @@ class HttpStandIn:
             return Response(b"ok")
         body = await request.body()
         headers = dict(request.headers)
-        recorded = Recorded(request.method, request.url.path, headers, body)
+        raw_path = bytes(request.scope.get("raw_path") or b"").decode("ascii", "replace")
+        recorded = Recorded(
+            request.method, request.url.path, headers, body, request.url.query, raw_path
+        )
         self.requests.append(recorded)
         reply = self.contract(recorded) or (self.script.popleft() if self.script else self.default)
         content = reply.body

@@ -24,5 +24,5 @@ def test_a_destination_renders_the_templates_its_settings_name(name: str) -> Non
 
 
 def test_pace_and_collapse_come_from_the_destinations() -> None:
-    assert PACE == {"slack": 1.0, "pagerduty": 0.5, "teams": 1.0}
+    assert PACE == {"slack": 1.0, "pagerduty": 0.5, "teams": 1.0, "opsgenie": 0.5}
     assert {"slack", "email", "teams"} == COLLAPSIBLE
