@@ -35,6 +35,7 @@ from config.secrets import Secret, Unresolved, whsec
 from config.sinks import (
     SETTINGS,
     EmailAction,
+    GoogleChatAction,
     LogAction,
     OpsgenieAction,
     PagerDutyAction,
@@ -54,6 +55,7 @@ __all__ = [
     "TEMPLATES",
     "Action",
     "EmailAction",
+    "GoogleChatAction",
     "LogAction",
     "OpsgenieAction",
     "PagerDutyAction",
@@ -293,6 +295,7 @@ class Action(Strict):
     log: LogAction | None = None
     teams: TeamsAction | None = None
     opsgenie: OpsgenieAction | None = None
+    google_chat: GoogleChatAction | None = None
     etlworks_run: RunAction | None = None
     etlworks_retry: RetryAction | None = None
     etlworks_schedule: ScheduleAction | None = None

@@ -21,6 +21,7 @@ from config.secrets import Secret, SecretOrText, Unresolved, whsec
 __all__ = [
     "SETTINGS",
     "EmailAction",
+    "GoogleChatAction",
     "LogAction",
     "OpsgenieAction",
     "OpsgenieResponder",
@@ -199,6 +200,18 @@ class OpsgenieAction(Settings):
     responders: list[OpsgenieResponder] = Field(default=[], max_length=50)
 
 
+class GoogleChatAction(Settings):
+    """A Google Chat space's incoming webhook: its URL (with its ``key`` and ``token``) is a
+    secret."""
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")
+    COLLAPSIBLE: ClassVar[bool] = True
+    URL: ClassVar[str | None] = "webhook_url"
+    webhook_url: Secret
+    thread: bool = True
+    """Post a flow's messages in one thread (its failure, then its recovery)."""
+
+
 SETTINGS: dict[str, type[Settings]] = {
     "slack": SlackAction,
     "pagerduty": PagerDutyAction,
@@ -207,6 +220,7 @@ SETTINGS: dict[str, type[Settings]] = {
     "log": LogAction,
     "teams": TeamsAction,
     "opsgenie": OpsgenieAction,
+    "google_chat": GoogleChatAction,
 }
 """Each destination's settings, by the key an action names it with; ``Action`` has one field
 for each (checked by the tests), in this order."""

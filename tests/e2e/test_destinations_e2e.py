@@ -18,16 +18,19 @@ from tests.e2e.delivery_support import (
 )
 from tests.support import free_port
 from tests.workers.sinks.standins import (
+    GOOGLE_CHAT_OK,
     OPSGENIE_OK,
     TEAMS_OK,
     HttpStandIn,
     Reply,
+    google_chat_contract,
     opsgenie_contract,
     teams_contract,
 )
 
 pytestmark = pytest.mark.slow
 
+CHAT_PATH = "/v1/spaces/E2E/messages?key=AIzaE2E&token=chat-token-is-a-secret-Pz1"
 OPSGENIE_KEY = "og-key-is-a-secret-Ty6"
 TEAMS_PATH = "/workflows/e2e/triggers/manual/paths/invoke?sig=teams-sig-is-a-secret-Mb4"
 
@@ -159,3 +162,42 @@ def test_opsgenie_alerts_once_per_flow_and_the_next_success_closes_it(
     assert all(opsgenie_contract(OPSGENIE_KEY)(r) is None for r in far_side.requests)
     timeline = json.dumps(opsgenie_only.timeline(failed) + opsgenie_only.timeline(recovered))
     assert OPSGENIE_KEY not in timeline
+
+
+@pytest.fixture
+def chat_only(
+    redis: Redis, redis_url: str, sinks: Sinks, far_side: HttpStandIn, tmp_path: Path
+) -> Iterator[Flowhooks]:
+    far_side.reset(default=GOOGLE_CHAT_OK, contract=google_chat_contract)
+    actions = f"""
+    chat:
+      google_chat: {{webhook_url: "${{CHAT_URL}}"}}
+      retry: {RETRY}
+    """
+    routes = ROUTES.format(actions="chat")
+    secrets = {"CHAT_URL": far_side.url(CHAT_PATH)}
+    with running(
+        redis, redis_url, sinks, tmp_path, routes, secrets=secrets, actions=actions
+    ) as flowhooks:
+        flowhooks.start_worker()
+        yield flowhooks
+
+
+def test_google_chat_gets_a_card_and_the_recovery_in_its_thread(
+    chat_only: Flowhooks, far_side: HttpStandIn
+) -> None:
+    failed = chat_only.post("FLOW_FAILED", "chat-1", flow_id=77, flow_name="<users/all>")
+    [sent] = chat_only.wait_deliveries(failed, "chat", 1)
+    recovered = chat_only.post("FLOW_SUCCESS", "chat-2", flow_id=77, flow_name="<users/all>")
+    [resolved] = chat_only.wait_deliveries(recovered, "chat", 1)
+    assert (sent["status"], resolved["status"]) == (200, 200)
+
+    first, second = (r.json() for r in far_side.requests)
+    assert first["thread"] == second["thread"] == {"threadKey": "flowhooks:etl:77"}
+    assert first["cardsV2"][0]["card"]["header"]["title"] == "Flow failed: <users/all>"
+    assert "text" not in first
+    assert "&lt;users/all&gt;" in json.dumps(first["cardsV2"][0]["card"]["sections"])
+    assert second["cardsV2"][0]["card"]["header"]["title"] == "Recovered: <users/all>"
+    assert all(google_chat_contract(r) is None for r in far_side.requests)
+    timeline = json.dumps(chat_only.timeline(failed) + chat_only.timeline(recovered))
+    assert "chat-token-is-a-secret" not in timeline

@@ -34,6 +34,7 @@ ENV = {
     "SMTP_PASSWORD": "smtp-pa55word",
     "TEAMS_URL": "https://example.test/workflows/w/invoke?sig=teams-secret-sig",
     "OG_KEY": "og-secret-key",
+    "CHAT_URL": "https://chat.example.test/v1/spaces/S/messages?key=k&token=chat-secret-token",
 }
 SINKS: dict[str, dict[str, Any]] = {
     "slack": {"slack": {"webhook_url": "${SLACK_URL}"}},
@@ -55,6 +56,7 @@ SINKS: dict[str, dict[str, Any]] = {
     "log": {"log": {}},
     "teams": {"teams": {"webhook_url": "${TEAMS_URL}"}},
     "opsgenie": {"opsgenie": {"api_key": "${OG_KEY}"}},
+    "google_chat": {"google_chat": {"webhook_url": "${CHAT_URL}"}},
 }
 EXECUTION = "https://app.etlworks.com/rest/v1/flows/12345?auditId=777"
 FINISHED = datetime(2026, 5, 9, 3, 12, 34, tzinfo=UTC)

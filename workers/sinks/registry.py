@@ -6,7 +6,16 @@ from collections.abc import Mapping
 
 import httpx
 
-from workers.sinks import email, log, opsgenie, pagerduty, slack, teams, webhook
+from workers.sinks import (
+    email,
+    google_chat,
+    log,
+    opsgenie,
+    pagerduty,
+    slack,
+    teams,
+    webhook,
+)
 from workers.sinks.destination import Acting, Destination
 
 __all__ = ["DESTINATIONS", "send"]
@@ -21,6 +30,7 @@ DESTINATIONS: Mapping[str, Destination] = {
         log.DESTINATION,
         teams.DESTINATION,
         opsgenie.DESTINATION,
+        google_chat.DESTINATION,
     )
 }
 

@@ -136,6 +136,34 @@ def _creatable(body: Any) -> bool:
     )
 
 
+GOOGLE_CHAT_LIMIT = 32_000
+GOOGLE_CHAT_OK = Reply(200, b'{"name":"spaces/AAA/messages/BBB.BBB","thread":{}}')
+
+
+def google_chat_contract(request: Recorded) -> Reply | None:
+    """A Google Chat space webhook: ``key`` and ``token`` in the query, a JSON message of at
+    most 32,000 bytes with ``text`` or ``cardsV2`` (each card with an id and sections of
+    widgets), ``messageReplyOption`` when it names a thread; else 400 (403 without the
+    token)."""
+    if "token=" not in request.query or "key=" not in request.query:
+        return Reply(403, b'{"error":{"code":403,"status":"PERMISSION_DENIED"}}')
+    invalid = Reply(400, b'{"error":{"code":400,"status":"INVALID_ARGUMENT"}}')
+    if len(request.body) > GOOGLE_CHAT_LIMIT:
+        return invalid
+    try:
+        message = request.json()
+        cards = message.get("cardsV2", [])
+        ok = bool(message.get("text") or cards) and all(
+            c["cardId"] and all(isinstance(s["widgets"], list) for s in c["card"]["sections"])
+            for c in cards
+        )
+        if "thread" in message:
+            ok = ok and "messageReplyOption=" in request.query
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    return None if ok else invalid
+
+
 class HttpStandIn:
     """A recording HTTP server: each request gets the next scripted :class:`Reply`, or
     ``default`` once the script runs out.

@@ -24,5 +24,11 @@ def test_a_destination_renders_the_templates_its_settings_name(name: str) -> Non
 
 
 def test_pace_and_collapse_come_from_the_destinations() -> None:
-    assert PACE == {"slack": 1.0, "pagerduty": 0.5, "teams": 1.0, "opsgenie": 0.5}
-    assert {"slack", "email", "teams"} == COLLAPSIBLE
+    assert PACE == {
+        "slack": 1.0,
+        "pagerduty": 0.5,
+        "teams": 1.0,
+        "opsgenie": 0.5,
+        "google_chat": 1.0,
+    }
+    assert {"slack", "email", "teams", "google_chat"} == COLLAPSIBLE
