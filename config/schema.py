@@ -34,6 +34,7 @@ from config.joins import Join
 from config.secrets import Secret, Unresolved, whsec
 from config.sinks import (
     SETTINGS,
+    AppriseAction,
     EmailAction,
     GoogleChatAction,
     LogAction,
@@ -54,6 +55,7 @@ __all__ = [
     "SINKS",
     "TEMPLATES",
     "Action",
+    "AppriseAction",
     "EmailAction",
     "GoogleChatAction",
     "LogAction",
@@ -296,6 +298,7 @@ class Action(Strict):
     teams: TeamsAction | None = None
     opsgenie: OpsgenieAction | None = None
     google_chat: GoogleChatAction | None = None
+    apprise: AppriseAction | None = None
     etlworks_run: RunAction | None = None
     etlworks_retry: RetryAction | None = None
     etlworks_schedule: ScheduleAction | None = None

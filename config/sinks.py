@@ -9,6 +9,7 @@ Each model declares, as class variables, the templates an action of it may overr
 an http(s) URL the config checks (``URL``).
 """
 
+import importlib.util
 import re
 from typing import Annotated, ClassVar, Literal
 
@@ -20,6 +21,7 @@ from config.secrets import Secret, SecretOrText, Unresolved, whsec
 
 __all__ = [
     "SETTINGS",
+    "AppriseAction",
     "EmailAction",
     "GoogleChatAction",
     "LogAction",
@@ -212,6 +214,34 @@ class GoogleChatAction(Settings):
     """Post a flow's messages in one thread (its failure, then its recovery)."""
 
 
+APPRISE_HINT = "needs Apprise, an optional extra: pip install 'flowhooks[apprise]'"
+
+
+def apprise_installed() -> bool:
+    """Whether Apprise can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec("apprise") is not None
+    except (ImportError, ValueError):  # ValueError: a module without a spec stands in for it
+        return False
+
+
+class AppriseAction(Settings):
+    """Any service Apprise reaches (Telegram, Matrix, Mattermost, Pushover, SNS, …) by its
+    Apprise URL, which is a secret (it holds the service's tokens)."""
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "body")
+    COLLAPSIBLE: ClassVar[bool] = True
+    url: Secret
+    format: Literal["markdown", "text"] = "markdown"
+    """How the body is written, and so how event values in it are escaped."""
+
+    @model_validator(mode="after")
+    def _installed(self) -> "AppriseAction":
+        if not apprise_installed():
+            raise ValueError(APPRISE_HINT)
+        return self
+
+
 SETTINGS: dict[str, type[Settings]] = {
     "slack": SlackAction,
     "pagerduty": PagerDutyAction,
@@ -221,6 +251,7 @@ SETTINGS: dict[str, type[Settings]] = {
     "teams": TeamsAction,
     "opsgenie": OpsgenieAction,
     "google_chat": GoogleChatAction,
+    "apprise": AppriseAction,
 }
 """Each destination's settings, by the key an action names it with; ``Action`` has one field
 for each (checked by the tests), in this order."""

@@ -31,6 +31,7 @@ from tests.workers.sinks.standins import (
 pytestmark = pytest.mark.slow
 
 CHAT_PATH = "/v1/spaces/E2E/messages?key=AIzaE2E&token=chat-token-is-a-secret-Pz1"
+APPRISE_PATH = "apprise-path-is-a-secret-Lk2"
 OPSGENIE_KEY = "og-key-is-a-secret-Ty6"
 TEAMS_PATH = "/workflows/e2e/triggers/manual/paths/invoke?sig=teams-sig-is-a-secret-Mb4"
 
@@ -201,3 +202,40 @@ def test_google_chat_gets_a_card_and_the_recovery_in_its_thread(
     assert all(google_chat_contract(r) is None for r in far_side.requests)
     timeline = json.dumps(chat_only.timeline(failed) + chat_only.timeline(recovered))
     assert "chat-token-is-a-secret" not in timeline
+
+
+@pytest.fixture
+def apprise_only(
+    redis: Redis, redis_url: str, sinks: Sinks, far_side: HttpStandIn, tmp_path: Path
+) -> Iterator[Flowhooks]:
+    far_side.reset(default=Reply(200, b"{}"))
+    actions = f"""
+    push:
+      apprise: {{url: "${{APPRISE_URL}}"}}
+      retry: {RETRY}
+    """
+    routes = ROUTES.format(actions="push")
+    secrets = {"APPRISE_URL": f"json://127.0.0.1:{far_side.port}/{APPRISE_PATH}"}
+    with running(
+        redis, redis_url, sinks, tmp_path, routes, secrets=secrets, actions=actions
+    ) as flowhooks:
+        flowhooks.start_worker()
+        yield flowhooks
+
+
+def test_apprise_notifies_through_its_url_and_a_refusal_is_retried(
+    apprise_only: Flowhooks, far_side: HttpStandIn
+) -> None:
+    far_side.script.append(Reply(500, b"{}"))
+    failed = apprise_only.post("FLOW_FAILED", "ap-1", flow_id=55, flow_name="**loud** <b>")
+    first, second = apprise_only.wait_deliveries(failed, "push", 2)
+    assert (first["outcome"], first["retryable"]) == ("failed", True)
+    assert second["outcome"] == "delivered"
+
+    retried, sent = (r.json() for r in far_side.requests)
+    assert retried == sent
+    assert sent["title"] == "Flow failed: **loud** <b>"
+    assert r"\*\*loud\*\* \<b\>" in sent["message"]
+    timeline = json.dumps(apprise_only.timeline(failed))
+    assert APPRISE_PATH not in timeline
+    assert APPRISE_PATH not in apprise_only.worker_logs()

@@ -35,6 +35,7 @@ ENV = {
     "TEAMS_URL": "https://example.test/workflows/w/invoke?sig=teams-secret-sig",
     "OG_KEY": "og-secret-key",
     "CHAT_URL": "https://chat.example.test/v1/spaces/S/messages?key=k&token=chat-secret-token",
+    "APPRISE_URL": "tgram://123456:apprise-secret-token/987",
 }
 SINKS: dict[str, dict[str, Any]] = {
     "slack": {"slack": {"webhook_url": "${SLACK_URL}"}},
@@ -57,6 +58,7 @@ SINKS: dict[str, dict[str, Any]] = {
     "teams": {"teams": {"webhook_url": "${TEAMS_URL}"}},
     "opsgenie": {"opsgenie": {"api_key": "${OG_KEY}"}},
     "google_chat": {"google_chat": {"webhook_url": "${CHAT_URL}"}},
+    "apprise": {"apprise": {"url": "${APPRISE_URL}"}},
 }
 EXECUTION = "https://app.etlworks.com/rest/v1/flows/12345?auditId=777"
 FINISHED = datetime(2026, 5, 9, 3, 12, 34, tzinfo=UTC)

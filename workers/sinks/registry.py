@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import httpx
 
 from workers.sinks import (
+    apprise,
     email,
     google_chat,
     log,
@@ -31,6 +32,7 @@ DESTINATIONS: Mapping[str, Destination] = {
         teams.DESTINATION,
         opsgenie.DESTINATION,
         google_chat.DESTINATION,
+        apprise.DESTINATION,
     )
 }
 

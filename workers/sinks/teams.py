@@ -15,7 +15,6 @@ Any 2xx is success (Workflows answer 202). 429 (with ``Retry-After``) and 5xx ar
 quoted.
 """
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ from workers.sinks.text import (
     Rendered,
     escaping,
     link_label,
+    markdown_escape,
     one_line,
     render_template,
     summary_line,
@@ -48,7 +48,6 @@ FAILURES = frozenset(
     {"flow.failed", "flow.timeout", "join.expired", "expectation.missed", "webhook.missing"}
 )
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
 
 TEXT = """\
 {% if event.flow_name %}**Flow:** {{ event.flow_name }}\
@@ -67,13 +66,8 @@ TEXT = """\
 TEMPLATES = {"title": "{{ headline }}: {{ name }}", "text": TEXT}
 
 
-def _markdown(text: str) -> str:
-    """``text`` with every character the card's markdown reads escaped by a backslash."""
-    return _MARKDOWN.sub(r"\\\1", text)
-
-
 def _render(action: Acting, name: str, context: Mapping[str, Any]) -> str:
-    return render_template(action, name, context, TEMPLATES, finalize=escaping(_markdown))
+    return render_template(action, name, context, TEMPLATES, finalize=escaping(markdown_escape))
 
 
 def _block(text: str, **style: Any) -> dict[str, Any]:
@@ -145,7 +139,7 @@ def _actions(links: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def _teams(action: Acting, event: Mapping[str, Any], context: Mapping[str, Any]) -> Rendered:
     title = one_line(_render(action, "title", context))
-    title = truncate(title or _markdown(f"{context['headline']}: {context['name']}"), TITLE)
+    title = truncate(title or markdown_escape(f"{context['headline']}: {context['name']}"), TITLE)
     color = _color(event, context["resolved"])
     body = [_block(title, size="Large", weight="Bolder", color=color)]
     cuttable = []
@@ -155,25 +149,25 @@ def _teams(action: Acting, event: Mapping[str, Any], context: Mapping[str, Any])
         cuttable.append(len(body) - 1)
     if context["excerpt"]:
         body.append(_block("**Error**"))
-        body.append(_block(_markdown(context["excerpt"]), fontType="Monospace"))
+        body.append(_block(markdown_escape(context["excerpt"]), fontType="Monospace"))
         cuttable.insert(0, len(body) - 1)
-    body.append(_block(f"Route: {_markdown(context['route'])}", isSubtle=True, size="Small"))
+    body.append(_block(f"Route: {markdown_escape(context['route'])}", isSubtle=True, size="Small"))
     message = _fit(_message(body, _actions(context["links"])), cuttable)
     return Rendered("teams", message, summary_line(title.replace("\\", "")))
 
 
 def _line(line: str, url: str | None) -> str:
     link = f" [open]({url})" if url and "(" not in url and ")" not in url else ""
-    return f"- {_markdown(line)}{link}"
+    return f"- {markdown_escape(line)}{link}"
 
 
 def _teams_digest(action: Acting, digest: Digest) -> Rendered:
     lines = [_line(line, url) for line, url in zip(digest.lines, digest.links, strict=True)]
-    footer = f"Route: {_markdown(digest.route)}"
+    footer = f"Route: {markdown_escape(digest.route)}"
     if digest.more(len(lines)):
         footer += " · " + MORE.format(digest.more(len(lines)))
     body = [
-        _block(truncate(_markdown(digest.head), TITLE), size="Large", weight="Bolder"),
+        _block(truncate(markdown_escape(digest.head), TITLE), size="Large", weight="Bolder"),
         _block("\n".join(lines)),
         _block(footer, isSubtle=True, size="Small"),
     ]
@@ -187,7 +181,7 @@ def _with_note(rendered: Rendered, note: str) -> Rendered:
     if not isinstance(payload, dict):
         return rendered
     content = payload["attachments"][0]["content"]
-    body = [*content["body"], _block(_markdown(note), isSubtle=True)]
+    body = [*content["body"], _block(markdown_escape(note), isSubtle=True)]
     message = _message(body, list(content.get("actions") or []))
     return Rendered("teams", _fit(message, []), rendered.summary)
 

@@ -10,6 +10,7 @@ values: it is never parsed as a template.
 
 import hashlib
 import json
+import re
 import traceback
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -288,6 +289,15 @@ def mrkdwn(text: str) -> str:
     """Escape ``text`` for Slack mrkdwn: ``&``, ``<`` and ``>``, the characters that start
     mentions and links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` with every character markdown reads (and ``<``, ``>``, which start HTML and
+    mentions) escaped by a backslash."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def escape_within(text: str, limit: int, escape: Callable[[str], str]) -> str:

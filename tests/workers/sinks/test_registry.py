@@ -30,5 +30,6 @@ def test_pace_and_collapse_come_from_the_destinations() -> None:
         "teams": 1.0,
         "opsgenie": 0.5,
         "google_chat": 1.0,
+        "apprise": 1.0,
     }
-    assert {"slack", "email", "teams", "google_chat"} == COLLAPSIBLE
+    assert {"slack", "email", "teams", "google_chat", "apprise"} == COLLAPSIBLE
