@@ -5,7 +5,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -36,3 +36,13 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A duration in seconds, accepting the forms of :func:`parse_duration`."""
+
+
+def positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(positive)]
+"""A :data:`Duration` longer than zero."""

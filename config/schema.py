@@ -1,7 +1,5 @@
 """The config file's schema. Unknown keys are errors; every model is frozen once loaded."""
 
-import base64
-import binascii
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -9,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     BeforeValidator,
     Field,
     SecretStr,
@@ -19,7 +18,7 @@ from pydantic import (
 )
 
 from config.base import MATCHABLE, MatcherField, Strict
-from config.durations import Duration
+from config.durations import Duration, PositiveDuration
 from config.etlworks import ACTIONS as ETLWORKS_ACTIONS
 from config.etlworks import (
     EtlworksAction,
@@ -32,9 +31,42 @@ from config.etlworks import (
 from config.expectations import Expectation
 from config.inhibit import InhibitRule
 from config.joins import Join
-from config.secrets import Secret, SecretOrText, Unresolved
+from config.secrets import Secret, Unresolved, whsec
+from config.sinks import (
+    SETTINGS,
+    AppriseAction,
+    EmailAction,
+    GoogleChatAction,
+    LogAction,
+    OpsgenieAction,
+    PagerDutyAction,
+    SlackAction,
+    SmtpServer,
+    StandardWebhooksSigning,
+    TeamsAction,
+    WebhookAction,
+)
 from config.templates import compile_template
 from config.timeintervals import TimeIntervalSpec
+
+__all__ = [
+    "COLLAPSIBLE",
+    "NOTIFIERS",
+    "SINKS",
+    "TEMPLATES",
+    "Action",
+    "AppriseAction",
+    "EmailAction",
+    "GoogleChatAction",
+    "LogAction",
+    "OpsgenieAction",
+    "PagerDutyAction",
+    "SlackAction",
+    "SmtpServer",
+    "StandardWebhooksSigning",
+    "TeamsAction",
+    "WebhookAction",
+]
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME)]
@@ -90,21 +122,8 @@ class StandardWebhooksCheck(Strict):
     @classmethod
     def _whsec(cls, secrets: list[SecretStr]) -> list[SecretStr]:
         for secret in secrets:
-            _whsec(secret, "each secret")
+            whsec(secret, "each secret")
         return secrets
-
-
-def _whsec(secret: SecretStr, what: str) -> SecretStr:
-    """A Standard Webhooks secret: base64, optionally after ``whsec_``; never quoted."""
-    if isinstance(secret, Unresolved):
-        return secret
-    key = secret.get_secret_value().removeprefix("whsec_")
-    try:
-        if not base64.b64decode(key, validate=True):
-            raise ValueError
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{what} must be base64, optionally after whsec_") from None
-    return secret
 
 
 class BasicCheck(Strict):
@@ -167,11 +186,7 @@ class Source(Strict):
 # Actions ------------------------------------------------------------------------------------
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    "slack": ("title", "text"),
-    "pagerduty": ("summary", "dedup_key"),
-    "email": ("subject", "text", "html"),
-    "webhook": ("body",),
-    "log": ("text",),
+    name: settings.TEMPLATES for name, settings in SETTINGS.items()
 }
 """The templates each kind of action renders, any of which an action may override."""
 
@@ -194,12 +209,6 @@ def _fraction(value: float) -> float:
     return value
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be longer than zero")
-    return value
-
-
 Factor = Annotated[float, BeforeValidator(_a_number), AfterValidator(_at_least_one)]
 Fraction = Annotated[float, BeforeValidator(_a_number), AfterValidator(_fraction)]
 
@@ -209,7 +218,7 @@ class RetryPolicy(Strict):
     ``max_interval``, giving up once ``give_up_after`` has passed since the first attempt
     (``0`` gives up after the first attempt)."""
 
-    initial: Annotated[Duration, AfterValidator(_positive)] = 10.0
+    initial: PositiveDuration = 10.0
     factor: Factor = 2.0
     max_interval: Duration = 3600.0
     jitter: Fraction = 0.2
@@ -222,9 +231,9 @@ class RetryPolicy(Strict):
         return self
 
 
-COLLAPSIBLE = frozenset({"slack", "email"})
-"""Sinks whose waiting notifications go out as one digest in a storm (``collapse``): a chat
-or a mailbox, read by people. PagerDuty folds repeats by its own ``dedup_key``."""
+COLLAPSIBLE = frozenset(name for name, settings in SETTINGS.items() if settings.COLLAPSIBLE)
+"""Destinations whose waiting notifications go out as one digest in a storm (``collapse``): a
+chat or a mailbox, read by people. PagerDuty folds repeats by its own ``dedup_key``."""
 
 
 class Collapse(Strict):
@@ -246,7 +255,7 @@ class Circuit(Strict):
     ``max_cool_down``."""
 
     after: int = Field(5, ge=1)
-    cool_down: Annotated[Duration, AfterValidator(_positive)] = 30.0
+    cool_down: PositiveDuration = 30.0
     max_cool_down: Duration = 600.0
 
     @model_validator(mode="after")
@@ -266,112 +275,9 @@ def _is_http_url(value: str) -> bool:
     return printable and parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-class SlackAction(Strict):
-    webhook_url: Secret
-
-
-class PagerDutyAction(Strict):
-    routing_key: Secret
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    """Events API v2; EU accounts use ``https://events.eu.pagerduty.com/v2/enqueue``."""
-    severity: Literal["critical", "error", "warning", "info"] = "error"
-
-
-def _port(value: int) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError("must be a port number from 1 to 65535")
-    return value
-
-
-class SmtpServer(Strict):
-    host: str = Field(min_length=1)
-    port: Annotated[int, AfterValidator(_port)] = 587
-    starttls: bool = False
-    tls: bool = False
-    """Implicit TLS from the first byte (port 465), as opposed to ``starttls``."""
-    username: str | None = Field(default=None, min_length=1)
-    password: Secret | None = None
-    timeout: Annotated[Duration, AfterValidator(_positive)] = 30.0
-
-    @model_validator(mode="after")
-    def _one_tls(self) -> "SmtpServer":
-        if self.starttls and self.tls:
-            raise ValueError("starttls and tls exclude each other: choose one")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
-        return self
-
-
-# no display names, lists, quotes, whitespace or control characters: nothing that could end
-# or add a header line
-_ADDRESS = re.compile(r"[^@\s<>\"',;\x00-\x1f\x7f]+@[^@\s<>\"',;\x00-\x1f\x7f]+")
-
-
-def _address(value: str) -> str:
-    if not _ADDRESS.fullmatch(value):
-        raise ValueError(f"{value!r} is not an email address")
-    return value
-
-
-Address = Annotated[str, AfterValidator(_address)]
-
-
-class EmailAction(Strict):
-    to: list[Address] = Field(min_length=1)
-    sender: Address = Field(alias="from")
-    smtp: SmtpServer
-
-
-class StandardWebhooksSigning(Strict):
-    secret: Secret
-
-    @field_validator("secret")
-    @classmethod
-    def _base64(cls, secret: SecretStr) -> SecretStr:
-        return _whsec(secret, "the secret")
-
-
-def _header_value(value: SecretStr) -> SecretStr:
-    if isinstance(value, Unresolved):
-        return value
-    if not all(" " <= char <= "~" or char == "\t" for char in value.get_secret_value()):
-        raise ValueError("must be printable ASCII on one line")
-    return value
-
-
-HeaderValue = Annotated[SecretOrText, AfterValidator(_header_value)]
-
-
-class WebhookAction(Strict):
-    url: Secret
-    headers: dict[str, HeaderValue] = {}
-    """Header names are checked by ``_header_names`` rather than as dict keys, whose errors the
-    loader words as a bad config name."""
-    sign: StandardWebhooksSigning | None = None
-    timeout: Annotated[Duration, AfterValidator(_positive)] = 10.0
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        seen: set[str] = set()
-        for name in headers:
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(
-                    f"{name!r} is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)"
-                )
-            if name.lower() in seen:
-                raise ValueError(f"{name!r} is named twice (header names ignore case)")
-            seen.add(name.lower())
-        return headers
-
-
-class LogAction(Strict):
-    level: Literal["info", "warning"] = "info"
-
-
-NOTIFIERS = ("slack", "pagerduty", "email", "webhook", "log")
+NOTIFIERS = tuple(SETTINGS)
 SINKS = (*NOTIFIERS, *ETLWORKS_ACTIONS)
-_URLS = {"slack": "webhook_url", "pagerduty": "url", "webhook": "url"}
+_URLS = {name: settings.URL for name, settings in SETTINGS.items() if settings.URL is not None}
 
 
 def _compiles(source: str) -> str:
@@ -389,6 +295,10 @@ class Action(Strict):
     email: EmailAction | None = None
     webhook: WebhookAction | None = None
     log: LogAction | None = None
+    teams: TeamsAction | None = None
+    opsgenie: OpsgenieAction | None = None
+    google_chat: GoogleChatAction | None = None
+    apprise: AppriseAction | None = None
     etlworks_run: RunAction | None = None
     etlworks_retry: RetryAction | None = None
     etlworks_schedule: ScheduleAction | None = None
@@ -411,7 +321,7 @@ class Action(Strict):
         if sink is not None and info.field_name is not None:
             field = _URLS[info.field_name]
             value = getattr(sink, field)
-            if isinstance(value, Unresolved):
+            if value is None or isinstance(value, Unresolved):
                 return sink
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
             if not _is_http_url(text):
@@ -459,6 +369,12 @@ class Action(Strict):
     @property
     def sink(self) -> str:
         return next(name for name in SINKS if getattr(self, name) is not None)
+
+    @property
+    def settings(self) -> BaseModel:
+        """The settings of the action's destination (or Etlworks action)."""
+        settings: BaseModel = getattr(self, self.sink)
+        return settings
 
     @property
     def etlworks(self) -> EtlworksAction | None:

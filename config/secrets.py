@@ -8,6 +8,8 @@ needs only some secrets (``flowhooks send-test`` signs for one source) may leave
 :class:`Unresolved`.
 """
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -102,3 +104,16 @@ def _validate_text(value: Any, info: ValidationInfo) -> SecretStr:
 SecretOrText = Annotated[SecretStr, BeforeValidator(_validate_text)]
 """A value that may be a secret reference or plain text (a webhook header, say); either way it
 is held as a secret, since plain text there is often a token too."""
+
+
+def whsec(secret: SecretStr, what: str) -> SecretStr:
+    """A Standard Webhooks secret: base64, optionally after ``whsec_``; never quoted."""
+    if isinstance(secret, Unresolved):
+        return secret
+    key = secret.get_secret_value().removeprefix("whsec_")
+    try:
+        if not base64.b64decode(key, validate=True):
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} must be base64, optionally after whsec_") from None
+    return secret

@@ -45,16 +45,20 @@ from config.inhibit import Inhibitor, inhibiting
 from config.schema import Action, Config, RetryPolicy
 from config.silences import Silence, matching, parse_all
 from config.timeintervals import active
-from workers import lanes, sinks, storms
+from workers import lanes, storms
+from workers.acting import Deferred, Unconfirmed, actor_for
+from workers.etlworks.audit import attach
 from workers.metrics import WorkerMetrics
 from workers.rendering import Rendered, RenderError, render, render_digest, with_note
 from workers.routing import Match, match
+from workers.sinks import DeliveryError, registry
+from workers.sinks.registry import DESTINATIONS
 
 log = logging.getLogger("flowhooks.worker")
 
 FAILURE_KINDS = frozenset({"flow.failed", "flow.timeout"})
 """Kinds that open (or keep open) an incident per (flow, route, action)."""
-INCIDENT_SINKS = frozenset({"pagerduty"})
+INCIDENT_SINKS = frozenset(name for name, d in DESTINATIONS.items() if d.incidents)
 """Sinks whose failure notification opens an incident: one that comes after its flow's
 recovery (retried past it, or held in its lane) is not sent, as it would open the incident
 again. Other sinks get every failure, late or not (a webhook's consumer may keep them all)."""
@@ -619,10 +623,10 @@ class Deliverer:
             rendered = with_note(rendered, storms.after_note(self.conn, spec.action))
         started = time.monotonic()
         try:
-            status = await sinks.send(
+            status = await registry.send(
                 action, rendered.payload, client=client, delivery_id=spec.delivery_id
             )
-        except sinks.DeliveryError as exc:
+        except DeliveryError as exc:
             took = time.monotonic() - started
             return self._failed(spec, action, exc, took, context, drained=drained)
         took = time.monotonic() - started
@@ -678,23 +682,25 @@ class Deliverer:
     ) -> Outcome:
         """An Etlworks action (:mod:`workers.etlworks.actions`): the same records, retries and
         dead letters as a notification; a deferral waits without counting as a failure."""
-        # imported here: the actions module builds on this one
-        from workers.etlworks.actions import Actor, Deferred, Unconfirmed  # noqa: PLC0415
-
         event = self._event(spec.ref)
         if event is None:
             return self.dead_letter(spec, "the event expired")
         routes = match(self.config.routes, *labels_of(event))
         route = next((r for r in routes if r.path == spec.route), None)
-        actor = Actor(
-            self.conn, self.config, client, retention=self.retention, job_timeout=self.job_timeout
+        actor = actor_for(
+            "etlworks",
+            self.conn,
+            self.config,
+            client,
+            retention=self.retention,
+            job_timeout=self.job_timeout,
         )
         started = time.monotonic()
         try:
             acted = await actor.act(
                 spec.delivery_id, spec.route, spec.action, event, match=route, waited=spec.paced
             )
-        except sinks.DeliveryError as exc:
+        except DeliveryError as exc:
             return self._failed(spec, action, exc, time.monotonic() - started, context)
         except Deferred as later:
             waiting = Spec(**{**asdict(spec), "paced": True, "refs": spec.refs})
@@ -759,7 +765,7 @@ class Deliverer:
         self,
         spec: Spec,
         action: Action,
-        exc: sinks.DeliveryError,
+        exc: DeliveryError,
         took: float,
         context: Mapping[str, object],
         *,
@@ -885,9 +891,6 @@ class Deliverer:
     def _event(self, ref: str) -> dict[str, Any] | None:
         """The stored event, read once per job (the route job hands over the one it read)."""
         if ref not in self.events:
-            # imported here: the Etlworks modules build on this one
-            from workers.etlworks.audit import attach  # noqa: PLC0415
-
             event = eventlog.load_event(self.conn, ref)
             audited = any(instance.audit for instance in self.config.etlworks.values())
             self.events[ref] = attach(self.conn, event) if audited else event

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from config import keys
 from config.lanestate import CIRCUIT_STATES
 from config.schema import Circuit
+from workers.sinks.registry import DESTINATIONS
 
 if TYPE_CHECKING:
     from redis import Redis
 
-PACE = {"slack": 1.0, "pagerduty": 0.5}
-"""Seconds between two messages of one action: Slack takes about one a second per webhook,
-PagerDuty 120 events a minute per routing key."""
+PACE = {name: d.pace for name, d in DESTINATIONS.items() if d.pace is not None}
+"""Seconds between two messages of one action, as each destination declares: Slack takes about
+one a second per webhook, PagerDuty 120 events a minute per routing key."""
 STATE_TTL = 7 * 86400
 """A lane's state (its circuit, its failures) is forgotten after a quiet week."""
 

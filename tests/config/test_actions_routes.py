@@ -34,8 +34,8 @@ ENV = {
 SECRETS = (SLACK_URL, HOOK_URL, PD_KEY, SMTP_PASSWORD, HOOK_TOKEN, WHSEC, NOT_A_URL)
 HEAD = "sources: {etl: {allow_unsigned: true}}\n"
 SINKS = (
-    "slack, pagerduty, email, webhook, log, etlworks_run, etlworks_retry, etlworks_schedule,"
-    " etlworks_request"
+    "slack, pagerduty, email, webhook, log, teams, opsgenie, google_chat, apprise,"
+    " etlworks_run, etlworks_retry, etlworks_schedule, etlworks_request"
 )
 LABELS = (
     "audit_id, consecutive_failures, entity_id, entity_url,"
@@ -256,9 +256,10 @@ class TestAGoodConfig:
               a: {lag: {}}
             """,
             [
-                "test.yaml:3: actions.a.lag: unknown key (known: circuit, collapse, email,"
-                " etlworks_request, etlworks_retry, etlworks_run, etlworks_schedule, log,"
-                " pagerduty, retry, send_resolved, slack, templates, webhook)"
+                "test.yaml:3: actions.a.lag: unknown key (known: apprise, circuit, collapse, email,"
+                " etlworks_request, etlworks_retry, etlworks_run, etlworks_schedule,"
+                " google_chat, log, opsgenie, pagerduty, retry, send_resolved, slack, teams,"
+                " templates, webhook)"
             ],
             id="unknown sink",
         ),
@@ -316,6 +317,10 @@ SINK_CONFIG = {
     "email": "{to: [a@example.com], from: b@example.com, smtp: {host: localhost}}",
     "webhook": '{url: "${HOOK_URL}"}',
     "log": "{}",
+    "teams": '{webhook_url: "${SLACK_URL}"}',
+    "opsgenie": '{api_key: "${PD_KEY}"}',
+    "google_chat": '{webhook_url: "${SLACK_URL}"}',
+    "apprise": '{url: "${SLACK_URL}"}',
 }
 
 
@@ -1096,7 +1101,7 @@ def test_settings_a_sink_cannot_work_with_are_refused_at_load(body: str, expecte
             """,
             [
                 "test.yaml:3: actions.a: collapse: pagerduty actions do not collapse (only "
-                "email, slack)"
+                "apprise, email, google_chat, slack, teams)"
             ],
             id="collapse of a sink that has none",
         ),

@@ -17,6 +17,8 @@ VALUES = {
     "ETLWORKS_API_KEY": "api-key-for-tests",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/for-tests",
     "PAGERDUTY_ROUTING_KEY": "routing-key-for-tests",
+    "OPSGENIE_API_KEY": "opsgenie-key-for-tests",
+    "TEAMS_WEBHOOK_URL": "https://example.test/workflows/for-tests/invoke?sig=for-tests",
 }
 
 
@@ -38,9 +40,11 @@ def test_there_are_examples() -> None:
         "expect",
         "inhibit",
         "join",
+        "opsgenie",
         "pagerduty-incidents",
         "reconcile",
         "slack-alerts",
+        "teams",
     ]
     listed = (EXAMPLES / "README.md").read_text()
     assert all(f"`{c.name}`" in listed for c in CONFIGS)

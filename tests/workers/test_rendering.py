@@ -32,6 +32,10 @@ ENV = {
     "HOOK_URL": "https://hooks.example.com/in/hook-secret-path",
     "HOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "SMTP_PASSWORD": "smtp-pa55word",
+    "TEAMS_URL": "https://example.test/workflows/w/invoke?sig=teams-secret-sig",
+    "OG_KEY": "og-secret-key",
+    "CHAT_URL": "https://chat.example.test/v1/spaces/S/messages?key=k&token=chat-secret-token",
+    "APPRISE_URL": "tgram://123456:apprise-secret-token/987",
 }
 SINKS: dict[str, dict[str, Any]] = {
     "slack": {"slack": {"webhook_url": "${SLACK_URL}"}},
@@ -51,6 +55,10 @@ SINKS: dict[str, dict[str, Any]] = {
         }
     },
     "log": {"log": {}},
+    "teams": {"teams": {"webhook_url": "${TEAMS_URL}"}},
+    "opsgenie": {"opsgenie": {"api_key": "${OG_KEY}"}},
+    "google_chat": {"google_chat": {"webhook_url": "${CHAT_URL}"}},
+    "apprise": {"apprise": {"url": "${APPRISE_URL}"}},
 }
 EXECUTION = "https://app.etlworks.com/rest/v1/flows/12345?auditId=777"
 FINISHED = datetime(2026, 5, 9, 3, 12, 34, tzinfo=UTC)

@@ -37,7 +37,8 @@ from config.etlworks import (
 )
 from config.schema import Action, Config
 from config.templates import compile_template
-from workers import synthetic
+from workers import acting, synthetic
+from workers.acting import Acted, Deferred, Unconfirmed
 from workers.delivery import CRASH_RETRY, FAILURE_KINDS, delivery_id
 from workers.etlworks.client import SINK, EtlworksClient, Execution
 from workers.routing import Match
@@ -68,18 +69,6 @@ def _worker_name() -> str:
     return str(job.worker_name or "") if job is not None else ""
 
 
-class Deferred(Exception):
-    """Not now: come back in ``delay`` seconds."""
-
-    def __init__(self, delay: float, reason: str) -> None:
-        super().__init__(reason)
-        self.delay = delay
-
-
-class Unconfirmed(Exception):
-    """The executions API does not agree with the event: nothing is done."""
-
-
 @dataclass(frozen=True)
 class Poll:
     """A run being followed: what the next :func:`workers.tasks.poll_run` asks about."""
@@ -92,15 +81,6 @@ class Poll:
     audit_id: str
     until: float
     interval: float = FIRST_POLL
-
-
-@dataclass
-class Acted:
-    """What an action did: fields for the timeline, and notifications it asks for (an
-    escalation), as ``(action name, delivery id)`` pairs."""
-
-    fields: dict[str, Any]
-    notify: list[tuple[str, str]]
 
 
 class Actor:
@@ -479,3 +459,6 @@ def _render_json(body: Any, event: Mapping[str, Any]) -> Any:
     if isinstance(body, list):
         return [_render_json(value, event) for value in body]
     return body
+
+
+acting.register("etlworks", Actor)

@@ -1,14 +1,17 @@
-"""Notification sinks: one module per sink (:mod:`.slack`, :mod:`.pagerduty`, :mod:`.email`,
-:mod:`.webhook`, :mod:`.log`), each with one public coroutine::
+"""Destinations: one module per destination (:mod:`.slack`, :mod:`.pagerduty`, :mod:`.email`,
+:mod:`.webhook`, :mod:`.log`), each holding all of it (settings model, message, resolve and
+digest, escaping and limits, pace, send) in the ``DESTINATION`` that :mod:`.registry` lists.
+Each has one public coroutine::
 
-    async def send(action, payload, *, client, delivery_id) -> int | None
+    async def send(settings, payload, *, client, delivery_id) -> int | None
 
 which delivers one rendered ``payload`` and returns the HTTP status (``None`` for sinks that
 are not HTTP), or raises :class:`DeliveryError`. Nothing else escapes a sink except a
 ``TypeError`` or ``KeyError`` for a payload of the wrong shape, a bug of the caller, and RQ's
 ``JobTimeoutException``: the job's time limit struck mid-send, which fails the job (RQ's
 retries apply), never the delivery.
-:func:`send` here picks the sink an :class:`~config.schema.Action` names.
+:func:`.registry.send` picks the destination an :class:`~config.schema.Action` names. This
+module is the shared HTTP edge and error contract the destinations build on.
 
 Error contract::
 
@@ -41,8 +44,6 @@ from http import HTTPStatus
 import httpx
 from rq.timeouts import JobTimeoutException
 
-from config.schema import Action
-
 __all__ = [
     "DEADLINE",
     "HTTP_LOGGERS",
@@ -57,7 +58,6 @@ __all__ = [
     "parse_retry_after",
     "post",
     "redact_http_logs",
-    "send",
 ]
 
 MAX_RETRY_AFTER = 3600.0
@@ -330,32 +330,3 @@ def redact_http_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactHttpLogs) for f in logger.filters):
             logger.addFilter(RedactHttpLogs())
-
-
-async def send(
-    action: Action, payload: object, *, client: httpx.AsyncClient, delivery_id: str
-) -> int | None:
-    """Deliver ``payload`` through the sink ``action`` names (see each sink's ``send``).
-
-    Payload shapes: a JSON object for slack, pagerduty and webhook (a JSON array too for
-    webhook), ``{"subject", "text", "html"}`` strings for email, a string for log. Raises
-    :class:`DeliveryError`, or ``TypeError`` for a payload of the wrong shape.
-    """
-    # The sinks import this module, so they are imported when first used.
-    from workers.sinks import email, log, pagerduty, slack, webhook  # noqa: PLC0415
-
-    if action.slack is not None and isinstance(payload, Mapping):
-        return await slack.send(action.slack, payload, client=client, delivery_id=delivery_id)
-    if action.pagerduty is not None and isinstance(payload, Mapping):
-        return await pagerduty.send(
-            action.pagerduty, payload, client=client, delivery_id=delivery_id
-        )
-    if action.email is not None and isinstance(payload, Mapping):
-        await email.send(action.email, payload, client=client, delivery_id=delivery_id)
-        return None
-    if action.webhook is not None and isinstance(payload, Mapping | list):
-        return await webhook.send(action.webhook, payload, client=client, delivery_id=delivery_id)
-    if action.log is not None and isinstance(payload, str):
-        await log.send(action.log, payload, client=client, delivery_id=delivery_id)
-        return None
-    raise TypeError(f"a {type(payload).__name__} is not a {action.sink} payload")

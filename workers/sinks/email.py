@@ -1,4 +1,5 @@
 """Email over SMTP: ``smtplib`` in a thread, plain, STARTTLS or implicit TLS, optional login.
+Read by people, so a storm collapses into one digest mail.
 
 The message is ``multipart/alternative``, text part first and HTML part last (clients show the
 last part they understand), with ``From``, ``To``, ``Date``, ``Auto-Submitted`` and a
@@ -15,6 +16,7 @@ import asyncio
 import email.policy
 import email.utils
 import hashlib
+import html
 import logging
 import re
 import smtplib
@@ -22,11 +24,23 @@ import ssl
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 
 import httpx
 
-from config.schema import EmailAction, SmtpServer
+from config.sinks import EmailAction, SmtpServer
 from workers.sinks import DeliveryError
+from workers.sinks.destination import Acting, Destination
+from workers.sinks.text import (
+    Digest,
+    Rendered,
+    one_line,
+    render_template,
+    summary_line,
+    truncate,
+)
+
+__all__ = ["DESTINATION", "send"]
 
 log = logging.getLogger("flowhooks.sinks.email")
 
@@ -34,6 +48,108 @@ MAX_SUBJECT = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+SUBJECT = 200
+"""Characters of a rendered subject at most."""
+MORE = "… and {} more"
+
+
+TEXT = """\
+{{ headline }}: {{ name }}
+
+Flow:      {{ event.flow_name or "-" }}{% if event.flow_id %} (id {{ event.flow_id }}){% endif %}
+Status:    {{ event.status or event.kind }}
+Source:    {{ event.source }}
+Audit id:  {{ event.audit_id or "-" }}
+Duration:  {{ duration or "-" }}
+Time:      {{ event.finished_at or event.received_at }}
+Route:     {{ route }}
+{% if change %}Changed:   {{ change }}
+{% endif %}\
+{% if excerpt %}
+Error:
+{{ excerpt }}
+{% endif %}\
+{% for label, url in links.items() %}
+{{ "Open execution" if label == "execution" else label }}: {{ url }}
+{% endfor %}"""
+
+HTML = """\
+<!doctype html>
+<html><body style="font-family: sans-serif">
+<h2>{{ headline }}: {{ name }}</h2>
+<table cellpadding="4">
+<tr><th align="left">Flow</th><td>{{ event.flow_name or "-" }}\
+{% if event.flow_id %} (id {{ event.flow_id }}){% endif %}</td></tr>
+<tr><th align="left">Status</th><td>{{ event.status or event.kind }}</td></tr>
+<tr><th align="left">Source</th><td>{{ event.source }}</td></tr>
+<tr><th align="left">Audit id</th><td>{{ event.audit_id or "-" }}</td></tr>
+<tr><th align="left">Duration</th><td>{{ duration or "-" }}</td></tr>
+<tr><th align="left">Time</th><td>{{ event.finished_at or event.received_at }}</td></tr>
+<tr><th align="left">Route</th><td>{{ route }}</td></tr>
+{% if change %}<tr><th align="left">Changed</th><td>{{ change }}</td></tr>
+{% endif %}\
+</table>
+{% if excerpt %}<h3>Error</h3>
+<pre style="white-space: pre-wrap">{{ excerpt }}</pre>
+{% endif %}\
+{% for label, url in links.items() %}\
+<p><a href="{{ url }}">{{ "Open execution" if label == "execution" else label }}</a></p>
+{% endfor %}\
+</body></html>
+"""
+
+TEMPLATES = {"subject": "[flowhooks] {{ headline }}: {{ name }}", "text": TEXT, "html": HTML}
+
+
+def _render(action: Acting, name: str, context: Mapping[str, Any]) -> str:
+    return render_template(action, name, context, TEMPLATES, html=name == "html")
+
+
+def _subject(text: str, fallback: str) -> str:
+    return truncate(one_line(text) or one_line(fallback), SUBJECT)
+
+
+def _email(action: Acting, event: Mapping[str, Any], context: Mapping[str, Any]) -> Rendered:
+    fallback = f"[flowhooks] {context['headline']}: {context['name']}"
+    subject = _subject(_render(action, "subject", context), fallback)
+    payload = {
+        "subject": subject,
+        "text": _render(action, "text", context),
+        "html": _render(action, "html", context),
+    }
+    return Rendered("email", payload, summary_line(subject))
+
+
+def _email_digest(action: Acting, digest: Digest) -> Rendered:
+    more = digest.more(len(digest.lines))
+    tail = [MORE.format(more)] if more else []
+    text_lines = [f"- {line}" for line in digest.lines] + tail
+    text = f"{digest.head}\n\n" + "\n".join(text_lines) + f"\n\nRoute: {digest.route}\n"
+    items = "".join(f"<li>{html.escape(line)}</li>\n" for line in digest.lines)
+    more_html = f"<p>{html.escape(MORE.format(more))}</p>\n" if more else ""
+    page = (
+        '<!doctype html>\n<html><body style="font-family: sans-serif">\n'
+        f"<h2>{html.escape(digest.head)}</h2>\n<ul>\n{items}</ul>\n{more_html}"
+        f"<p>Route: {html.escape(digest.route)}</p>\n</body></html>\n"
+    )
+    subject = _subject(f"[flowhooks] {digest.head}", "[flowhooks] digest")
+    payload = {"subject": subject, "text": text, "html": page}
+    return Rendered("email", payload, summary_line(subject))
+
+
+def _with_note(rendered: Rendered, note: str) -> Rendered:
+    """The mail with ``note`` as one more paragraph."""
+    payload = rendered.payload
+    if not isinstance(payload, dict):
+        return rendered
+    page = str(payload.get("html", ""))
+    paragraph = f"<p>{html.escape(note)}</p>\n"
+    page = (
+        page.replace("</body>", paragraph + "</body>", 1) if "</body>" in page else page + paragraph
+    )
+    text = f"{payload.get('text', '')}\n{note}\n"
+    return Rendered("email", {**payload, "text": text, "html": page}, rendered.summary)
 
 
 async def send(
@@ -133,3 +249,15 @@ def _transmit(
         if server.username is not None and server.password is not None:
             smtp.login(server.username, server.password.get_secret_value())
         return smtp.send_message(message, from_addr=sender, to_addrs=list(recipients))
+
+
+DESTINATION = Destination(
+    name="email",
+    settings=EmailAction,
+    render=_email,
+    digest=_email_digest,
+    send=send,
+    payload=(Mapping,),
+    templates=TEMPLATES,
+    note=_with_note,
+)

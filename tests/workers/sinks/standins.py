@@ -54,9 +54,114 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
+    raw_path: str = ""
+    """The path as sent, percent-encoding and all."""
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def _anything(request: Recorded) -> Reply | None:
+    return None
+
+
+TEAMS_LIMIT = 28 * 1024
+TEAMS_OK = Reply(202, b"")
+
+
+def teams_contract(request: Recorded) -> Reply | None:
+    """A Teams Workflows webhook: a JSON ``message`` whose attachments are Adaptive Cards, at
+    most 28 KB; 413 for a larger one, 400 for anything else it cannot read."""
+    if len(request.body) > TEAMS_LIMIT:
+        return Reply(413, b'{"error":{"code":"RequestEntityTooLarge"}}')
+    try:
+        message = request.json()
+        cards = [a["content"] for a in message["attachments"]]
+        ok = message["type"] == "message" and all(
+            a["contentType"] == "application/vnd.microsoft.card.adaptive"
+            for a in message["attachments"]
+        )
+        ok = ok and all(c["type"] == "AdaptiveCard" and isinstance(c["body"], list) for c in cards)
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    return None if ok else Reply(400, b'{"error":{"code":"InvalidRequestContent"}}')
+
+
+OPSGENIE_OK = Reply(
+    202,
+    b'{"result":"Request will be processed","took":0.1,"requestId":"43a29c5c-3dbf-4fa4"}',
+)
+_OPSGENIE_LIMITS = {"message": 130, "alias": 512, "description": 15000, "entity": 512}
+_PRIORITIES = {"P1", "P2", "P3", "P4", "P5"}
+
+
+def opsgenie_contract(key: str) -> Callable[[Recorded], Reply | None]:
+    """Opsgenie's Alert API v2 for the API key ``key``: ``Authorization: GenieKey {key}`` or
+    401; create at ``/v2/alerts`` and close at ``/v2/alerts/{alias}/close?identifierType=alias``
+    or 404; the create's fields within their limits (a message of 1 to 130 characters, 20 tags
+    of 50, details of string values, 8,000 characters in all) or 422."""
+
+    def check(request: Recorded) -> Reply | None:
+        if request.headers.get("authorization") != f"GenieKey {key}":
+            return Reply(401, b'{"message":"Could not authenticate","took":0.0}')
+        try:
+            body = request.json()
+        except ValueError:
+            return Reply(400, b'{"message":"Request body is not processable"}')
+        if request.path == "/v2/alerts":
+            return None if _creatable(body) else Reply(422, b'{"message":"Invalid request"}')
+        closing = request.path.startswith("/v2/alerts/") and request.path.endswith("/close")
+        if closing and request.query == "identifierType=alias" and isinstance(body, dict):
+            return None
+        return Reply(404, b'{"message":"Not found"}')
+
+    return check
+
+
+def _creatable(body: Any) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return False
+    sizes = all(len(str(body.get(name, ""))) <= most for name, most in _OPSGENIE_LIMITS.items())
+    tags = body.get("tags", [])
+    details = body.get("details", {})
+    return (
+        sizes
+        and len(body["message"].strip()) > 0
+        and body.get("priority", "P3") in _PRIORITIES
+        and len(tags) <= 20
+        and all(isinstance(t, str) and len(t) <= 50 for t in tags)
+        and all(isinstance(v, str) for v in details.values())
+        and sum(len(k) + len(v) for k, v in details.items()) <= 8000
+    )
+
+
+GOOGLE_CHAT_LIMIT = 32_000
+GOOGLE_CHAT_OK = Reply(200, b'{"name":"spaces/AAA/messages/BBB.BBB","thread":{}}')
+
+
+def google_chat_contract(request: Recorded) -> Reply | None:
+    """A Google Chat space webhook: ``key`` and ``token`` in the query, a JSON message of at
+    most 32,000 bytes with ``text`` or ``cardsV2`` (each card with an id and sections of
+    widgets), ``messageReplyOption`` when it names a thread; else 400 (403 without the
+    token)."""
+    if "token=" not in request.query or "key=" not in request.query:
+        return Reply(403, b'{"error":{"code":403,"status":"PERMISSION_DENIED"}}')
+    invalid = Reply(400, b'{"error":{"code":400,"status":"INVALID_ARGUMENT"}}')
+    if len(request.body) > GOOGLE_CHAT_LIMIT:
+        return invalid
+    try:
+        message = request.json()
+        cards = message.get("cardsV2", [])
+        ok = bool(message.get("text") or cards) and all(
+            c["cardId"] and all(isinstance(s["widgets"], list) for s in c["card"]["sections"])
+            for c in cards
+        )
+        if "thread" in message:
+            ok = ok and "messageReplyOption=" in request.query
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    return None if ok else invalid
 
 
 class HttpStandIn:
@@ -70,6 +175,9 @@ class HttpStandIn:
 
     def __init__(self, port: int) -> None:
         self.port = port
+        self.contract: Callable[[Recorded], Reply | None] = _anything
+        """What the far side refuses whatever the script says (a :class:`Reply`), from its
+        documented contract; ``None`` for a request it takes."""
         self.requests: list[Recorded] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
@@ -92,10 +200,16 @@ class HttpStandIn:
     def slow_url(self, path: str = "/") -> str:
         return self.url("/slow" + path)
 
-    def reset(self, *script: Reply, default: Reply = Reply()) -> None:
+    def reset(
+        self,
+        *script: Reply,
+        default: Reply = Reply(),
+        contract: Callable[[Recorded], Reply | None] = _anything,
+    ) -> None:
         self.requests.clear()
         self.script = deque(script)
         self.default = default
+        self.contract = contract
 
     async def _answer(self, request: Request) -> Response:
         if request.url.path.startswith("/slow/"):
@@ -103,8 +217,12 @@ class HttpStandIn:
             return Response(b"ok")
         body = await request.body()
         headers = dict(request.headers)
-        self.requests.append(Recorded(request.method, request.url.path, headers, body))
-        reply = self.script.popleft() if self.script else self.default
+        raw_path = bytes(request.scope.get("raw_path") or b"").decode("ascii", "replace")
+        recorded = Recorded(
+            request.method, request.url.path, headers, body, request.url.query, raw_path
+        )
+        self.requests.append(recorded)
+        reply = self.contract(recorded) or (self.script.popleft() if self.script else self.default)
         content = reply.body
         if reply.echo:
             echoed = {"url": str(request.url), "headers": headers, "body": body.decode()}

@@ -21,7 +21,7 @@ from tests.workers.sinks.standins import (
 )
 from workers.sinks import DeliveryError
 from workers.sinks import email as email_sink
-from workers.sinks import send as deliver
+from workers.sinks.registry import send as deliver
 
 CONTENT = {
     "subject": "warehouse-load failed",
