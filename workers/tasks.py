@@ -4,7 +4,7 @@ succeeded are never redone (see :mod:`workers.delivery`)."""
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from workers.delivery import (
     Spec,
     acts,
     add_to_group,
+    ask_state,
     close_incidents,
     delivery_id,
     end_flush,
@@ -42,13 +43,13 @@ from workers.delivery import (
     group_values,
     incident_scope,
     labels_of,
-    load_state,
     not_before,
     note_incident,
     note_notified,
     open_incidents,
     peek_group,
     plan,
+    read_state,
     received_at,
     schedule,
 )
@@ -159,7 +160,8 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
         return
-    event = _enriched(conn, ctx, _count_failures(conn, event), entries)
+    event, silences, incidents = _count_and_load(conn, event)
+    event = _enriched(conn, ctx, event, entries)
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -167,7 +169,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
     now = datetime.now(UTC)
-    silences, incidents, inhibitors = _state(conn, ctx.config, event)
+    incidents, inhibitors = _state(conn, ctx.config, event, incidents)
     planned = plan(
         ctx.config, event, at=now, silences=silences, incidents=incidents, inhibitors=inhibitors
     )
@@ -178,6 +180,41 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
             deliveries=[{"route": p.route, "action": p.action, "kind": p.kind} for p in planned],
         )
     )
+    sends, groups = _sorted(conn, planned, entries, extra)
+    sends.extend(_joined(conn, ctx.config, event, now))
+    deliverer = _deliverer(job)
+    deliverer.events[event_ref] = event
+    with conn.pipeline(transaction=False) as pipe:  # one round trip for all three
+        eventlog.append_all(pipe, event_ref, entries)
+        for spec in sends:
+            pipe.exists(keys.delivered(spec.delivery_id))
+        closed = _close_flow_incidents(pipe, event)
+        replies = pipe.execute()
+    found = replies[len(replies) - len(sends) - len(closed) :][: len(sends)]
+    deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
+    for p in groups:
+        _group(job, event, p)
+    _close_incidents(conn, ctx.config, event, closed)
+    outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
+    failures = {
+        (p.route, p.action)
+        for p in planned
+        if p.kind == "notify" and not p.suppressed and not acts(ctx.config, p.action)
+    }
+    for outcome in outcomes:
+        spec = outcome.spec
+        # "skipped": delivered by an earlier run of this job, which may have died before
+        # noting the incident
+        done = outcome.result in ("delivered", "skipped")
+        if done and (spec.route, spec.action) in failures:
+            _note(conn, event, [p.match for p in planned if p.match], spec)
+
+
+def _sorted(
+    conn: Any, planned: list[Planned], entries: list[dict[str, Any]], extra: dict[str, Any]
+) -> tuple[list[Spec], list[Planned]]:
+    """The deliveries to send now and those to group; each suppressed one's entry added to
+    ``entries``, and said (:func:`_held_back`)."""
     sends: list[Spec] = []
     groups: list[Planned] = []
     for p in planned:
@@ -195,58 +232,55 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         elif p.kind == "group":
             groups.append(p)
         else:
-            ref = p.subject or event_ref
+            ref = p.subject or keys.ref(extra["source"], extra["event_id"])
             sends.append(Spec(ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time()))
-    sends.extend(_joined(conn, ctx.config, event, now))
-    deliverer = _deliverer(job)
-    deliverer.events[event_ref] = event
-    with conn.pipeline(transaction=False) as pipe:  # one round trip for both
-        eventlog.append_all(pipe, event_ref, entries)
-        for spec in sends:
-            pipe.exists(keys.delivered(spec.delivery_id))
+    return sends, groups
+
+
+def _count_and_load(
+    conn: Any, event: dict[str, Any]
+) -> tuple[dict[str, Any], list[Silence], list[Incident]]:
+    """The event with ``consecutive_failures`` (:func:`_count_failures`), the silences and the
+    open incidents of its flow (its expectation's, for a missed one): one round trip (two with
+    incidents)."""
+    scope = incident_scope(event) or event.get("flow_id")
+    with conn.pipeline(transaction=False) as pipe:
+        counted = _count_failures(pipe, event)
+        ask_state(pipe, str(event["source"]), scope)
         replies = pipe.execute()
-    found = replies[len(replies) - len(sends) :]
-    deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
-    for p in groups:
-        _group(job, event, p)
-    _close_incidents(conn, ctx.config, event)
-    outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
-    failures = {
-        (p.route, p.action)
-        for p in planned
-        if p.kind == "notify" and not p.suppressed and not acts(ctx.config, p.action)
-    }
-    for outcome in outcomes:
-        spec = outcome.spec
-        # "skipped": delivered by an earlier run of this job, which may have died before
-        # noting the incident
-        done = outcome.result in ("delivered", "skipped")
-        if done and (spec.route, spec.action) in failures:
-            _note(conn, event, [p.match for p in planned if p.match], spec)
+    silences, incidents = read_state(conn, replies[len(replies) - (2 if scope else 1) :], scope)
+    return counted(replies), silences, incidents
 
 
 def _state(
-    conn: Any, config: Config, event: dict[str, Any]
-) -> tuple[list[Silence], list[Incident], list[Inhibitor]]:
-    """The silences; the open incidents the event may repeat or resolve: its flow's (its
-    expectation's, for a missed one), and those of the expectations a success meets; and the
-    open incidents that may inhibit it, the event itself noted among them when it is one."""
-    source = str(event["source"])
-    silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
+    conn: Any, config: Config, event: dict[str, Any], incidents: list[Incident]
+) -> tuple[list[Incident], list[Inhibitor]]:
+    """The open incidents the event may repeat or resolve: its flow's (``incidents``), the
+    source's webhooks-missing one for webhooks resuming, and those of the expectations a
+    success meets; and the open incidents that may inhibit it, the event itself noted among
+    them when it is one."""
     if event.get("kind") == WEBHOOKS_RESUMED:
-        incidents = incidents + open_incidents(conn, source, WEBHOOKS_SCOPE)
+        incidents = incidents + open_incidents(conn, str(event["source"]), WEBHOOKS_SCOPE)
     inhibitors = inhibition.note_and_load(conn, config, event)
-    return silences, incidents + expectations.incidents_met(conn, config, event), inhibitors
+    return incidents + expectations.incidents_met(conn, config, event), inhibitors
 
 
-def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
-    """A success closes its flow's incidents, and those of the expectations it meets, webhooks
-    resuming the source's webhooks-missing one; what they inhibited is routed again."""
-    closed: list[tuple[str, str]] = []
-    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
-        at = received_at(event) or time.time()
-        close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
-        closed.append((str(event["source"]), str(event["flow_id"])))
+def _close_flow_incidents(pipe: Any, event: dict[str, Any]) -> list[tuple[str, str]]:
+    """Queue in ``pipe`` the closing of a success's flow's incidents; the (source, flow) closed."""
+    if event.get("kind") not in SUCCESS_KINDS or not event.get("flow_id"):
+        return []
+    at = received_at(event) or time.time()
+    close_incidents(pipe, str(event["source"]), str(event["flow_id"]), at)
+    return [(str(event["source"]), str(event["flow_id"]))]
+
+
+def _close_incidents(
+    conn: Any, config: Config, event: dict[str, Any], closed: list[tuple[str, str]]
+) -> None:
+    """Webhooks resuming close the source's webhooks-missing incident, a success those of the
+    expectations it meets (its flow's are ``closed`` already); what they inhibited is routed
+    again."""
+    closed = list(closed)
     if event.get("kind") == WEBHOOKS_RESUMED:
         at = received_at(event) or time.time()
         close_incidents(conn, str(event["source"]), WEBHOOKS_SCOPE, at)
@@ -345,23 +379,22 @@ def _enriched(
     )
 
 
-def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """The event with ``consecutive_failures``: its flow's failures in a row, itself included
-    (0 for a success; unset for other kinds)."""
+def _count_failures(pipe: Any, event: dict[str, Any]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Queue in ``pipe`` the count of the event's flow's failures in a row, itself included
+    (0 for a success; none for other kinds); a function of the pipeline's replies that gives
+    the event with its ``consecutive_failures``."""
     flow_id, kind = event.get("flow_id"), event.get("kind")
     if not flow_id or kind not in (*FAILURE_KINDS, *SUCCESS_KINDS):
-        return event
+        return lambda replies: event
     key = keys.failures(str(event["source"]), str(flow_id))
     if kind in SUCCESS_KINDS:
-        conn.delete(key)
-        return {**event, "consecutive_failures": "0"}
+        pipe.delete(key)
+        return lambda replies: {**event, "consecutive_failures": "0"}
     # a set of the failures' refs: an event routed again (a retried job, a replay) counts once
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.sadd(key, keys.ref(str(event["source"]), str(event["id"])))
-        pipe.scard(key)
-        pipe.expire(key, INCIDENT_TTL)
-        _, count, _ = pipe.execute()
-    return {**event, "consecutive_failures": str(count)}
+    pipe.sadd(key, keys.ref(str(event["source"]), str(event["id"])))
+    pipe.scard(key)
+    pipe.expire(key, INCIDENT_TTL)
+    return lambda replies: {**event, "consecutive_failures": str(replies[1])}
 
 
 def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:
