@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -495,8 +495,10 @@ class Spec:
     """For a digest of a storm, its head (:func:`workers.storms.title`)."""
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # field by field: dataclasses.asdict copies deeply, and this runs for every delivery
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["refs"] = list(self.refs)
+        data["group"] = dict(self.group)
         return data
 
     @classmethod

@@ -2,9 +2,12 @@
 run it, takes JSON arguments only, and is safe to run more than once: deliveries that
 succeeded are never redone (see :mod:`workers.delivery`)."""
 
+import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +34,7 @@ from workers.delivery import (
     Deliverer,
     DeliveryFailed,
     Incident,
+    Outcome,
     Planned,
     Spec,
     acts,
@@ -101,27 +105,126 @@ def route_event(event_ref: str) -> None:
         taker.give_back()
         _route(job, event_ref, job.id)
         deadline = time.monotonic() + adoption.MAX_SECONDS
-        for _ in range(adoption.MAX_EVENTS):
+        routed = 0
+        while routed < adoption.MAX_EVENTS:
             if time.monotonic() > deadline or context.current().stopping:
                 break
-            if (taken := taker.take()) is None:
+            taken = taker.take_many(min(adoption.BATCH, adoption.MAX_EVENTS - routed))
+            if not taken:
                 break
-            job_id, ref = taken
-            if ref is not None:
-                _route_taken(job, taker, job_id, ref)
+            routed += len(taken)
+            _route_taken(job, taker, [(job_id, ref) for job_id, ref in taken if ref is not None])
         taker.done()
     except BaseException:
         taker.give_back()
         raise
 
 
-def _route_taken(job: Job, taker: Taker, job_id: str, ref: str) -> None:
-    """Route a taken job's event; one that raises goes back to the queue to fail on its own."""
+@dataclass
+class Routing:
+    """One event between its plan and the outcomes of its first deliveries."""
+
+    job_id: str
+    ref: str
+    event: dict[str, Any]
+    planned: list[Planned]
+    sends: list[Spec]
+    deliverer: Deliverer
+
+
+def _route(job: Job, event_ref: str, job_id: str) -> None:
+    """Route one event: plan it (:func:`_prepare`), send the first attempt of every delivery
+    concurrently, note the incidents it opened (:func:`_finish`)."""
+    event = eventlog.load_event(job.connection, event_ref)
+    routing = _prepare(job, event_ref, job_id, event)
+    if routing is not None:
+        ctx = context.current()
+        outcomes = ctx.run(routing.deliverer.attempt_all(routing.sends, ctx.client))
+        _finish(job.connection, routing, outcomes)
+
+
+def _route_taken(job: Job, taker: Taker, taken: list[tuple[str, str]]) -> None:
+    """Route the events of taken jobs, a wave at a time (:func:`waves`): a wave's events are
+    planned one by one in queue order, their first deliveries go out side by side, then each
+    is finished. One whose routing raises goes back to the queue to fail on its own."""
+    conn = job.connection
+    stored = conn.mget([keys.event(ref) for _, ref in taken]) if taken else []
+    events = [json.loads(raw) if raw is not None else None for raw in stored]
+    ctx = context.current()
+    for wave in waves(ctx.config, list(zip(taken, events, strict=True))):
+        routings: list[Routing] = []
+        for (job_id, ref), event in wave:
+            with _alone(taker, job_id, ref):
+                if (routing := _prepare(job, ref, job_id, event)) is not None:
+                    routings.append(routing)
+        try:
+            results = ctx.run(_attempt_each(routings, ctx.client))
+        except JobTimeoutException:
+            # this job's time is up: the events it was sending go back as jobs of their own
+            # (one may be the slow one), the rest of what it holds goes back to the queue
+            for routing in routings:
+                taker.release(routing.job_id)
+            raise
+        for routing, result in zip(routings, results, strict=True):
+            with _alone(taker, routing.job_id, routing.ref):
+                if isinstance(result, BaseException):
+                    raise result
+                _finish(conn, routing, result)
+
+
+async def _attempt_each(
+    routings: list[Routing], client: Any
+) -> list[list[Outcome] | BaseException]:
+    """The first attempts of each routing's deliveries, all side by side; what one raised
+    stands for its outcomes."""
+    attempts = (r.deliverer.attempt_all(r.sends, client) for r in routings)
+    return list(await asyncio.gather(*attempts, return_exceptions=True))
+
+
+Taken = tuple[tuple[str, str], dict[str, Any] | None]
+"""A taken job's (id, event ref) and its stored event (``None`` once expired)."""
+
+
+def waves(config: Config, taken: list[Taken]) -> Iterator[list[Taken]]:
+    """``taken`` cut, in order, into waves whose events may be routed side by side: what the
+    delivery of one notes (its flow's incident) is read by the plan of no other of its wave. A
+    wave holds failures and successes of distinct flows that meet no expectation; any other
+    event is a wave of its own."""
+    wave: list[Taken] = []
+    flows: set[tuple[str, str]] = set()
+    for item in taken:
+        flow = _plain_flow(config, item[1])
+        if wave and (flow is None or flow in flows):
+            yield wave
+            wave, flows = [], set()
+        wave.append(item)
+        if flow is None:
+            yield wave
+            wave = []
+        else:
+            flows.add(flow)
+    if wave:
+        yield wave
+
+
+def _plain_flow(config: Config, event: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The (source, flow) of a failure or success that meets no expectation; else ``None``."""
+    if event is None or not event.get("flow_id"):
+        return None
+    if event.get("kind") not in (*FAILURE_KINDS, *SUCCESS_KINDS):
+        return None
+    if expectations.met_by(config, event):
+        return None
+    return str(event["source"]), str(event["flow_id"])
+
+
+@contextmanager
+def _alone(taker: Taker, job_id: str, ref: str) -> Iterator[None]:
+    """Give a taken job whose routing raises back to the queue, to run as a job of its own;
+    this job's time limit, once reached, is raised on (after the job went back)."""
     try:
-        _route(job, ref, job_id)
+        yield
     except JobTimeoutException:
-        # this job's time is up: the event it was routing goes back as a job of its own (it
-        # may be the slow one), the rest of what it holds goes back to the queue
         taker.release(job_id)
         raise
     except Exception:
@@ -133,19 +236,16 @@ def _route_taken(job: Job, taker: Taker, job_id: str, ref: str) -> None:
         taker.release(job_id)
 
 
-def _route(job: Job, event_ref: str, job_id: str) -> None:
-    """Match the event's routes, record what is suppressed and why, send the first attempt of
-    every delivery concurrently, schedule retries of the failed ones.
-
-    An event that expired before a worker reached it is logged and skipped.
-    """
+def _prepare(job: Job, event_ref: str, job_id: str, event: dict[str, Any] | None) -> Routing | None:
+    """Match the event's routes, record what is suppressed and why, and what is to be sent;
+    ``None`` when nothing is: an event that expired before a worker reached it (logged), a
+    run's outcome routed already."""
     conn = job.connection
     source, event_id = keys.split_ref(event_ref)
     extra: dict[str, Any] = {"source": source, "event_id": event_id}
-    event = eventlog.load_event(conn, event_ref)
     if event is None:
         log.warning("event expired before routing", extra=extra)
-        return
+        return None
     # The job's timeline entries go in one command once routing is decided.
     picked = {"job_id": job_id, "worker": job.worker_name}
     if job_id != job.id:
@@ -159,7 +259,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         )
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
-        return
+        return None
     event, silences, incidents = _count_and_load(conn, event)
     event = _enriched(conn, ctx, event, entries)
     log.info(
@@ -195,11 +295,16 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     for p in groups:
         _group(job, event, p)
     _close_incidents(conn, ctx.config, event, closed)
-    outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
+    return Routing(job_id, event_ref, event, planned, sends, deliverer)
+
+
+def _finish(conn: Any, routing: Routing, outcomes: list[Outcome]) -> None:
+    """Open or refresh the incidents of the failure notifications delivered."""
+    config = context.current().config
     failures = {
         (p.route, p.action)
-        for p in planned
-        if p.kind == "notify" and not p.suppressed and not acts(ctx.config, p.action)
+        for p in routing.planned
+        if p.kind == "notify" and not p.suppressed and not acts(config, p.action)
     }
     for outcome in outcomes:
         spec = outcome.spec
@@ -207,7 +312,7 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
         # noting the incident
         done = outcome.result in ("delivered", "skipped")
         if done and (spec.route, spec.action) in failures:
-            _note(conn, event, [p.match for p in planned if p.match], spec)
+            _note(conn, routing.event, [p.match for p in routing.planned if p.match], spec)
 
 
 def _sorted(
