@@ -3,8 +3,9 @@
 RQ's bookkeeping costs a route job more than the routing does (about thirty Redis round trips
 a job, one at a time), so under load a route job, once its own event is routed, takes the
 route jobs waiting at the head of the queue and routes their events, for a couple of seconds
-at most. Several are taken at once (:data:`BATCH`), in queue order, and the deliveries of
-their events go out side by side; the events of one flow are still routed one after the
+at most. Several are taken at once (:data:`BATCH` at most, and half of those queued: other
+workers dequeue the rest), in queue order, and the deliveries of their events go out side by
+side; the events of one flow are still routed one after the
 other, in the order they arrived, as a lone worker would (see ``workers.tasks``).
 
 What is taken is never only in a worker's memory: a taken job id moves from the queue to the
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 MAX_EVENTS = 64
 """Events one route job routes besides its own."""
-BATCH = 16
-"""Events taken at once: their deliveries go out side by side."""
+BATCH = 8
+"""Events taken at once at most: their deliveries go out side by side."""
 MAX_SECONDS = 2.0
 """How long a route job goes on taking others' events; other kinds of job wait behind it."""
 SOLO_TTL = 86400
@@ -70,7 +71,9 @@ _TAKE = (
     _routed(8)
     + """
 local taken = {}
-for n = 1, tonumber(ARGV[1]) do
+-- half of what waits at most (one at least): the other workers take the rest
+local most = math.min(tonumber(ARGV[1]), math.max(1, math.floor(redis.call('LLEN', KEYS[1]) / 2)))
+for n = 1, most do
   local id = redis.call('LINDEX', KEYS[1], 0)
   if not id or string.sub(id, 1, #ARGV[3]) ~= ARGV[3]
      or redis.call('EXISTS', ARGV[5] .. id) == 1
@@ -156,10 +159,11 @@ class Taker:
         return taken[0] if taken else None
 
     def take_many(self, count: int) -> list[tuple[str, str | None]]:
-        """Mark the events taken last as routed and take the next ``count`` at most, in queue
-        order: ``(job id, event ref)`` each, the ref ``None`` for a job that is not a plain
-        route job (given back at once); none when the head of the queue holds no queued route
-        job to take."""
+        """Mark the events taken last as routed and take the next ``count`` at most, and at
+        most half of the jobs queued (one at least: the other workers dequeue the rest), in
+        queue order: ``(job id, event ref)`` each, the ref ``None`` for a job that is not a
+        plain route job (given back at once); none when the head of the queue holds no queued
+        route job to take."""
         routed, self.routed = self.routed, []
         prefixes = [keys.ROUTE_JOB_PREFIX, str(self.ttl), keys.solo(""), keys.adopted("")]
         args = [str(count), RQ_JOB, *prefixes, self.holder, *routed]

@@ -139,28 +139,26 @@ def _route(job: Job, event_ref: str, job_id: str) -> None:
     routing = _prepare(job, event_ref, job_id, event)
     if routing is not None:
         ctx = context.current()
-        outcomes = ctx.run(routing.deliverer.attempt_all(routing.sends, ctx.client))
+        sends = routing.sends
+        outcomes = ctx.run(routing.deliverer.attempt_all(sends, ctx.client)) if sends else []
         _finish(job.connection, routing, outcomes)
 
 
 def _route_taken(job: Job, taker: Taker, taken: list[tuple[str, str]]) -> None:
     """Route the events of taken jobs, a wave at a time (:func:`waves`): a wave's events are
-    planned one by one in queue order, their first deliveries go out side by side, then each
-    is finished. One whose routing raises goes back to the queue to fail on its own."""
+    planned one by one in queue order, the first deliveries of each going out as soon as it
+    is planned, then each is finished. One whose routing raises goes back to the queue to fail
+    on its own."""
     conn = job.connection
     stored = conn.mget([keys.event(ref) for _, ref in taken]) if taken else []
     events = [json.loads(raw) if raw is not None else None for raw in stored]
     ctx = context.current()
     for wave in waves(ctx.config, list(zip(taken, events, strict=True))):
         routings: list[Routing] = []
-        for (job_id, ref), event in wave:
-            with _alone(taker, job_id, ref):
-                if (routing := _prepare(job, ref, job_id, event)) is not None:
-                    routings.append(routing)
         try:
-            results = ctx.run(_attempt_each(routings, ctx.client))
+            results = ctx.run(_send_wave(job, taker, wave, routings, ctx.client))
         except JobTimeoutException:
-            # this job's time is up: the events it was sending go back as jobs of their own
+            # this job's time is up: the events it was routing go back as jobs of their own
             # (one may be the slow one), the rest of what it holds goes back to the queue
             for routing in routings:
                 taker.release(routing.job_id)
@@ -172,13 +170,21 @@ def _route_taken(job: Job, taker: Taker, taken: list[tuple[str, str]]) -> None:
                 _finish(conn, routing, result)
 
 
-async def _attempt_each(
-    routings: list[Routing], client: Any
+async def _send_wave(
+    job: Job, taker: Taker, wave: list["Taken"], routings: list[Routing], client: Any
 ) -> list[list[Outcome] | BaseException]:
-    """The first attempts of each routing's deliveries, all side by side; what one raised
-    stands for its outcomes."""
-    attempts = (r.deliverer.attempt_all(r.sends, client) for r in routings)
-    return list(await asyncio.gather(*attempts, return_exceptions=True))
+    """Plan the wave's events one by one, in order, each added to ``routings``, the first
+    deliveries of each going out while the next is planned; the outcomes of each, what one
+    raised standing for its outcomes."""
+    sending: list[asyncio.Future[list[Outcome]]] = []
+    for (job_id, ref), event in wave:
+        with _alone(taker, job_id, ref):
+            if (routing := _prepare(job, ref, job_id, event)) is not None:
+                routings.append(routing)
+                attempt = routing.deliverer.attempt_all(routing.sends, client)
+                sending.append(asyncio.ensure_future(attempt))
+        await asyncio.sleep(0)  # what was started goes on while the next event is planned
+    return list(await asyncio.gather(*sending, return_exceptions=True))
 
 
 Taken = tuple[tuple[str, str], dict[str, Any] | None]
