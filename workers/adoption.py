@@ -2,11 +2,9 @@
 
 RQ's bookkeeping costs a route job more than the routing does (about thirty Redis round trips
 a job, one at a time), so under load a route job, once its own event is routed, takes the
-route jobs waiting at the head of the queue and routes their events, for a couple of seconds
-at most. Several are taken at once (:data:`BATCH` at most, and half of those queued: other
-workers dequeue the rest), in queue order, and the deliveries of their events go out side by
-side; the events of one flow are still routed one after the
-other, in the order they arrived, as a lone worker would (see ``workers.tasks``).
+route jobs waiting at the head of the queue and routes their events in turn, for a couple of
+seconds at most. One event is taken at a time, in queue order, so the events of one flow are
+routed in the order they arrived, as a lone worker would.
 
 What is taken is never only in a worker's memory: a taken job id moves from the queue to the
 taker's own list (:func:`config.keys.adopted`) in the same script, which registers the list
@@ -35,8 +33,6 @@ if TYPE_CHECKING:
 
 MAX_EVENTS = 64
 """Events one route job routes besides its own."""
-BATCH = 8
-"""Events taken at once at most: their deliveries go out side by side."""
 MAX_SECONDS = 2.0
 """How long a route job goes on taking others' events; other kinds of job wait behind it."""
 SOLO_TTL = 86400
@@ -49,58 +45,44 @@ looking."""
 RQ_JOB = "rq:job:"
 RQ_QUEUE = f"rq:queue:{keys.QUEUE}"
 
-
-def _routed(first: int) -> str:
-    """Marks the ids routed since the last call, ``ARGV[first]`` on, as done: out of the list,
-    and each hash deleted while still queued (another copy of the id may be running under RQ,
-    whose hash it is then). ``ARGV[2]`` is RQ's job key prefix."""
-    return f"""
-for i = {first}, #ARGV do
-  redis.call('LREM', KEYS[2], 1, ARGV[i])
-  if redis.call('HGET', ARGV[2] .. ARGV[i], 'status') == 'queued' then
-    redis.call('DEL', ARGV[2] .. ARGV[i])
+# Marks the id routed last as done: out of the list, and its hash deleted while still queued
+# (another copy of the id may be running under RQ, whose hash it is then).
+_ROUTED = """
+if ARGV[1] ~= '' then
+  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  if redis.call('HGET', ARGV[2] .. ARGV[1], 'status') == 'queued' then
+    redis.call('DEL', ARGV[2] .. ARGV[1])
   end
 end
 """
 
-
-# KEYS: the queue, the taker's list, the registry of lists. ARGV: how many to take at most,
-# RQ's job key prefix, the route job id prefix, the list's ttl, the solo key prefix, the taken
-# lists' prefix, the list's holder, then the ids routed since the last call.
+# KEYS: the queue, the taker's list, the registry of lists. ARGV: the id routed last ('' for
+# none), RQ's job key prefix, the route job id prefix, the list's ttl, the solo key prefix,
+# the taken lists' prefix, the list's holder.
 _TAKE = (
-    _routed(8)
+    _ROUTED
     + """
-local taken = {}
--- half of what waits at most (one at least): the other workers take the rest
-local most = math.min(tonumber(ARGV[1]), math.max(1, math.floor(redis.call('LLEN', KEYS[1]) / 2)))
-for n = 1, most do
-  local id = redis.call('LINDEX', KEYS[1], 0)
-  if not id or string.sub(id, 1, #ARGV[3]) ~= ARGV[3]
-     or redis.call('EXISTS', ARGV[5] .. id) == 1
-     or redis.call('HGET', ARGV[2] .. id, 'status') ~= 'queued' then
-    break
-  end
-  redis.call('LPOP', KEYS[1])
-  -- a route job queued again after its worker died may still hold jobs it took: back they go
-  while redis.call('RPOPLPUSH', ARGV[6] .. id, KEYS[1]) do end
-  redis.call('HDEL', KEYS[3], ARGV[6] .. id)
-  redis.call('RPUSH', KEYS[2], id)
-  taken[#taken + 1] = id
-  taken[#taken + 1] = redis.call('HGET', ARGV[2] .. id, 'data') or ''
+local id = redis.call('LINDEX', KEYS[1], 0)
+if not id or string.sub(id, 1, #ARGV[3]) ~= ARGV[3]
+   or redis.call('EXISTS', ARGV[5] .. id) == 1
+   or redis.call('HGET', ARGV[2] .. id, 'status') ~= 'queued' then
+  return false
 end
-if #taken > 0 then
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-  redis.call('HSET', KEYS[3], KEYS[2], ARGV[7])
-end
-return taken
+redis.call('LPOP', KEYS[1])
+-- a route job queued again after its worker died may still hold jobs it took: back they go
+while redis.call('RPOPLPUSH', ARGV[6] .. id, KEYS[1]) do end
+redis.call('HDEL', KEYS[3], ARGV[6] .. id)
+redis.call('RPUSH', KEYS[2], id)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], KEYS[2], ARGV[7])
+return {id, redis.call('HGET', ARGV[2] .. id, 'data') or ''}
 """
 )
 
-# KEYS: the queue, the taker's list, the registry of lists. ARGV: unused, RQ's job key prefix,
-# then the ids routed since the last call. What is still held goes back to the head of the
-# queue, in order.
+# KEYS: the queue, the taker's list, the registry of lists. ARGV: the id routed last ('' for
+# none), RQ's job key prefix. What is still held goes back to the head of the queue, in order.
 _FINISH = (
-    _routed(3)
+    _ROUTED
     + """
 local n = 0
 while redis.call('RPOPLPUSH', KEYS[2], KEYS[1]) do n = n + 1 end
@@ -150,54 +132,44 @@ class Taker:
         self.held = keys.adopted(job_id)
         self.ttl = int(ttl)
         self.holder = json.dumps({"worker": worker, "job": job_id, "deadline": deadline})
-        self.routed: list[str] = []
-        """The ids taken last, marked routed by the next :meth:`take_many` or :meth:`done`."""
+        self.last = ""
 
     def take(self) -> tuple[str, str | None] | None:
-        """:meth:`take_many` of one: ``(job id, event ref)``, or ``None``."""
-        taken = self.take_many(1)
-        return taken[0] if taken else None
-
-    def take_many(self, count: int) -> list[tuple[str, str | None]]:
-        """Mark the events taken last as routed and take the next ``count`` at most, and at
-        most half of the jobs queued (one at least: the other workers dequeue the rest), in
-        queue order: ``(job id, event ref)`` each, the ref ``None`` for a job that is not a
-        plain route job (given back at once); none when the head of the queue holds no queued
-        route job to take."""
-        routed, self.routed = self.routed, []
-        prefixes = [keys.ROUTE_JOB_PREFIX, str(self.ttl), keys.solo(""), keys.adopted("")]
-        args = [str(count), RQ_JOB, *prefixes, self.holder, *routed]
-        reply = self.conn.eval(_TAKE, 3, RQ_QUEUE, self.held, keys.TAKEN, *args)
-        taken: list[tuple[str, str | None]] = []
-        for raw_id, data in zip(reply[::2], reply[1::2], strict=True):
-            job_id = keys.text(raw_id)
-            ref = _route_ref(data if isinstance(data, bytes) else data.encode())
-            if ref is None:
-                self.release(job_id)
-            else:
-                self.routed.append(job_id)
-            taken.append((job_id, ref))
-        return taken
+        """Mark the last event taken as routed and take the next: ``(job id, event ref)``,
+        the ref ``None`` for a job that is not a plain route job (given back at once), or
+        ``None`` when the head of the queue holds no queued route job to take."""
+        last, self.last = self.last, ""
+        prefixes = (keys.ROUTE_JOB_PREFIX, self.ttl, keys.solo(""), keys.adopted(""))
+        args = (last, RQ_JOB, *prefixes, self.holder)
+        taken = self.conn.eval(_TAKE, 3, RQ_QUEUE, self.held, keys.TAKEN, *args)
+        if not taken:
+            return None
+        job_id = keys.text(taken[0])
+        ref = _route_ref(taken[1] if isinstance(taken[1], bytes) else taken[1].encode())
+        if ref is None:
+            self.release(job_id)
+            return job_id, None
+        self.last = job_id
+        return job_id, ref
 
     def done(self) -> None:
-        """Mark the events taken last as routed and unregister the list, taking nothing more."""
-        self._finish(self.routed)
+        """Mark the last event taken as routed and unregister the list, taking nothing more."""
+        self._finish(self.last)
 
     def release(self, job_id: str) -> None:
         """Give one taken job back to the queue, to run as a job of its own."""
-        if job_id in self.routed:
-            self.routed.remove(job_id)
+        if job_id == self.last:
+            self.last = ""
         self.conn.eval(_RELEASE, 3, RQ_QUEUE, self.held, keys.solo(job_id), job_id, SOLO_TTL)
 
     def give_back(self) -> int:
         """Return every job still held to the head of the queue and unregister the list; how
         many jobs there were."""
-        return self._finish([])
+        return self._finish("")
 
-    def _finish(self, routed: list[str]) -> int:
-        self.routed = []
-        args = ("", RQ_JOB, *routed)
-        return int(self.conn.eval(_FINISH, 3, RQ_QUEUE, self.held, keys.TAKEN, *args))
+    def _finish(self, last: str) -> int:
+        self.last = ""
+        return int(self.conn.eval(_FINISH, 3, RQ_QUEUE, self.held, keys.TAKEN, last, RQ_JOB))
 
 
 def reclaim(conn: "Redis", now: float) -> int | None:

@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -235,23 +235,12 @@ def load_state(
 ) -> tuple[list[Silence], list[Incident]]:
     """The silences and the flow's open incidents, in one round trip (two with incidents)."""
     with conn.pipeline(transaction=False) as pipe:
-        ask_state(pipe, source, flow_id)
-        return read_state(conn, pipe.execute(), flow_id)
-
-
-def ask_state(pipe: Any, source: str, flow_id: str | None) -> None:
-    """Queue in ``pipe`` what :func:`load_state` reads, for :func:`read_state`."""
-    pipe.hvals(keys.SILENCES)
-    if flow_id:
-        pipe.smembers(keys.incidents(source, flow_id))
-
-
-def read_state(
-    conn: "Redis", replies: Sequence[Any], flow_id: str | None
-) -> tuple[list[Silence], list[Incident]]:
-    """The silences and open incidents from the replies to :func:`ask_state` (the first of
-    ``replies``); one more round trip when there are incidents."""
-    return parse_all(replies[0]), _incidents(conn, replies[1] if flow_id else set())
+        pipe.hvals(keys.SILENCES)
+        if flow_id:
+            pipe.smembers(keys.incidents(source, flow_id))
+        replies = pipe.execute()
+    found = parse_all(replies[0])
+    return found, _incidents(conn, replies[1] if flow_id else set())
 
 
 def open_incidents(conn: "Redis", source: str, scope: str) -> list[Incident]:
@@ -314,14 +303,13 @@ return 1
 
 
 def note_incident(
-    conn: Any, event: Mapping[str, Any], route: Match, action: str, now: float
+    conn: "Redis", event: Mapping[str, Any], route: Match, action: str, now: float
 ) -> bool:
     """Open or refresh the incident of (flow, route, action) after a failure was notified (of
     (expectation, route, action) after a missed deadline: :func:`incident_scope`); ``False``
     when the flow succeeded after this failure was received: a notification whose retries
     outlasted the recovery reopens nothing, so the next failure is not held back as a repeat
-    of it (nor resolved by the next success). In a pipeline (``conn``), the reply is the
-    pipeline's."""
+    of it (nor resolved by the next success)."""
     source, flow_id = str(event["source"]), str(incident_scope(event))
     incident = keys.incident(source, flow_id, route.path, action)
     args = (
@@ -338,12 +326,11 @@ def note_incident(
 
 
 def note_notified(
-    conn: Any, config: Config, spec: "Spec", event: Mapping[str, Any] | None = None
+    conn: "Redis", config: Config, spec: "Spec", event: Mapping[str, Any] | None = None
 ) -> None:
     """Open or refresh the incident a delivered notification of a failure belongs to (a flow's,
     an expectation's, the webhooks': :func:`incident_scope`; nothing for other deliveries, or
-    when its route is no longer in the config). ``conn`` may be a pipeline when ``event`` is
-    given."""
+    when its route is no longer in the config)."""
     if spec.kind != "notify" or acts(config, spec.action):
         return
     event = event if event is not None else eventlog.load_event(conn, spec.ref)
@@ -355,22 +342,15 @@ def note_notified(
         note_incident(conn, event, route, spec.action, time.time())
 
 
-# KEYS: the flow's set of incidents, its recovery. ARGV: when it recovered, the ttl.
-_CLOSE_INCIDENTS = """
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  redis.call('DEL', key)
-end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-
-
-def close_incidents(conn: Any, source: str, flow_id: str, at: float) -> None:
-    """Close the flow's incidents on a success received ``at``, and remember when: one
-    command, which ``conn`` may queue in a pipeline."""
-    found = (keys.incidents(source, flow_id), keys.recovered(source, flow_id))
-    conn.eval(_CLOSE_INCIDENTS, 2, *found, repr(at), INCIDENT_TTL)
+def close_incidents(conn: "Redis", source: str, flow_id: str, at: float) -> None:
+    """Close the flow's incidents on a success received ``at``, and remember when."""
+    members = conn.smembers(keys.incidents(source, flow_id))
+    with conn.pipeline() as pipe:
+        for key in members:
+            pipe.delete(key)
+        pipe.delete(keys.incidents(source, flow_id))
+        pipe.set(keys.recovered(source, flow_id), repr(at), ex=INCIDENT_TTL)
+        pipe.execute()
 
 
 _ADD_TO_GROUP = """
@@ -499,10 +479,8 @@ class Spec:
     """For a digest of a storm, its head (:func:`workers.storms.title`)."""
 
     def to_json(self) -> dict[str, Any]:
-        # field by field: dataclasses.asdict copies deeply, and this runs for every delivery
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = asdict(self)
         data["refs"] = list(self.refs)
-        data["group"] = dict(self.group)
         return data
 
     @classmethod
@@ -564,9 +542,6 @@ class Deliverer:
         self.events: dict[str, dict[str, Any] | None] = {}
         self.known: dict[str, bool] = {}
         """Whether deliveries were made before, when the caller already asked Redis."""
-        self.admitted: dict[str, lanes.Admitted | Outcome] = {}
-        """First attempts admitted together (:meth:`_admit_all`): the verdict of one that goes
-        out now, the outcome of one that does not."""
         self.conn = conn
         self.config = config
         self.metrics = metrics
@@ -577,9 +552,7 @@ class Deliverer:
 
     async def attempt_all(self, specs: Sequence[Spec], client: httpx.AsyncClient) -> list[Outcome]:
         """Attempt every delivery concurrently over ``client``, the worker's shared one (its
-        connections are reused across jobs; making a client costs more than a delivery).
-        Those that may have to wait are admitted together first (:meth:`_admit_all`)."""
-        self._admit_all(specs)
+        connections are reused across jobs; making a client costs more than a delivery)."""
         return list(await asyncio.gather(*(self.attempt(s, client) for s in specs)))
 
     async def attempt(
@@ -606,24 +579,24 @@ class Deliverer:
             return self.dead_letter(spec, "the action is no longer in the config")
         if action.etlworks is not None:
             return await self.act(spec, action, client, context)
+        entry = self.entry(spec)
+        failed_at = self._failure_at(spec) if action.sink in INCIDENT_SINKS else None
         if drained:
-            admission = self._admission(spec, action)
-            failed_at, flow = admission.failed_at, admission.entry.flow
-            if failed_at is not None and lanes.recovered_since(self.conn, flow, failed_at):
+            if failed_at is not None and lanes.recovered_since(self.conn, entry.flow, failed_at):
                 return self._recovered(spec)
             storm = action.collapse_after is not None and bool(
                 self.conn.exists(keys.lane_storm(spec.action))
             )
             failures = 1  # the drainer's success closes the circuit whatever it was
         else:
-            admitted = self.admitted.pop(spec.delivery_id, None)
-            if admitted is None:
-                admission = self._admission(spec, action)
-                admitted = lanes.admit(self.conn, admission, time.time())
-            if isinstance(admitted, Outcome):  # admitted with the event's others: it waits
-                return admitted
-            if admitted.verdict != "send":
-                return self._waiting(spec, admitted)
+            admitted = lanes.admit(
+                self.conn, spec.action, action.sink, entry, time.time(), failed_at=failed_at
+            )
+            if admitted.verdict == "recovered":
+                return self._recovered(spec)
+            if admitted.verdict == "queued":
+                self._timeline(spec, "lane", outcome="queued", waiting=admitted.waiting)
+                return Outcome(spec, "queued", f"{admitted.waiting} waiting in the lane")
             storm = admitted.storm and action.collapse_after is not None
             failures = admitted.failures
         return await self._send(
@@ -674,40 +647,6 @@ class Deliverer:
         log.info("delivered", extra={**context, "attempt": spec.attempt, "status": status})
         return Outcome(spec, "delivered")
 
-    def _admit_all(self, specs: Sequence[Spec]) -> None:
-        """Admit the first attempts of ``specs`` known not to be made yet (:attr:`known`)
-        together: one round trip for the verdicts (:func:`workers.lanes.admit_all`), one for
-        the timelines of those that wait; :meth:`attempt` then goes on from its verdict."""
-        asking: list[tuple[Spec, lanes.Admission]] = []
-        for spec in specs:
-            action = self.config.actions.get(spec.action)
-            if action is None or action.etlworks is not None or spec.delivery_id in self.admitted:
-                continue
-            if self.known.get(spec.delivery_id) is False:
-                asking.append((spec, self._admission(spec, action)))
-        if len(asking) < 2:
-            return
-        verdicts = lanes.admit_all(self.conn, [a for _, a in asking], time.time())
-        with self.conn.pipeline(transaction=False) as pipe:
-            for (spec, _), admitted in zip(asking, verdicts, strict=True):
-                waits = admitted.verdict != "send"
-                self.admitted[spec.delivery_id] = (
-                    self._waiting(spec, admitted, pipe) if waits else admitted
-                )
-            pipe.execute()
-
-    def _admission(self, spec: Spec, action: Action) -> lanes.Admission:
-        failed_at = self._failure_at(spec) if action.sink in INCIDENT_SINKS else None
-        return lanes.Admission(spec.action, action.sink, self.entry(spec), failed_at)
-
-    def _waiting(self, spec: Spec, admitted: lanes.Admitted, conn: Any = None) -> Outcome:
-        """The outcome of a first attempt that does not go out now, on its timeline (written
-        in ``conn``, a pipeline, when given): it waits in its lane, or its flow recovered."""
-        if admitted.verdict == "recovered":
-            return self._recovered(spec, conn)
-        self._timeline(spec, "lane", conn, outcome="queued", waiting=admitted.waiting)
-        return Outcome(spec, "queued", f"{admitted.waiting} waiting in the lane")
-
     def entry(self, spec: Spec) -> lanes.Entry:
         """``spec`` as its lane keeps it, with the flow it is about."""
         event = self._event(spec.ref) if spec.kind != "digest" else None
@@ -726,11 +665,11 @@ class Deliverer:
             return None
         return received_at(event)
 
-    def _recovered(self, spec: Spec, conn: Any = None) -> Outcome:
+    def _recovered(self, spec: Spec) -> Outcome:
         """A failure whose flow succeeded after it was received: a late trigger would open
         the incident the recovery resolved again (:data:`INCIDENT_SINKS`)."""
         reason = "the flow recovered since"
-        self._timeline(spec, "delivery", conn, outcome="skipped", reason=reason)
+        self._timeline(spec, "delivery", outcome="skipped", reason=reason)
         log.info("not sent: %s", reason, extra={"route": spec.route, "action": spec.action})
         return Outcome(spec, "skipped", reason)
 

@@ -131,11 +131,7 @@ class Drainer:
     async def step(self, action: str, client: httpx.AsyncClient) -> bool:
         """Send the next delivery (or storm digest) of the lane; whether to go on."""
         conn = self.conn
-        deliverer = self._deliverer()
-        config = deliverer.config.actions.get(action)
-        # the head alone, unless a storm digest may carry what follows it
-        collapsing = config is not None and config.collapse_after is not None
-        entries = lanes.head(conn, action, BATCH if collapsing else 1)
+        entries = lanes.head(conn, action, BATCH)
         if not entries:
             return lanes.park(conn, action, time.time())
         state = lanes.state(conn, action)
@@ -150,6 +146,8 @@ class Drainer:
         if state.circuit == "open":  # the cool-down is over: the head alone tests it
             lanes.half_open(conn, action)
             log.info("circuit half open: probing", extra={"action": action})
+        deliverer = self._deliverer()
+        config = deliverer.config.actions.get(action)
         read, first = entries[0]
         batch = [] if probe or config is None else self._batch(action, entries, config)
         if config is not None:
@@ -269,10 +267,8 @@ class Drainer:
                     digest=digest.delivery_id,
                 )
             pipe.execute()
-        with conn.pipeline(transaction=False) as pipe:
-            for spec, event in todo:
-                note_notified(pipe, deliverer.config, spec, event)
-            pipe.execute()
+        for spec, event in todo:
+            note_notified(conn, deliverer.config, spec, event)
         metrics = self.context.metrics
         metrics.digests.labels(action).inc()
         metrics.digest_deliveries.labels(action).inc(len(todo))

@@ -23,7 +23,7 @@ wait in their own way (:mod:`workers.etlworks.actions`).
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -223,36 +223,21 @@ class LaneState:
         )
 
 
-@dataclass(frozen=True)
-class Admission:
-    """A delivery asking :func:`admit` to go out: its action, the action's sink, the entry
-    it would wait as, and, for the notification of a failure of a flow, when the failure was
-    received (when the flow succeeded since, the verdict is ``recovered``)."""
-
-    action: str
-    sink: str
-    entry: Entry
-    failed_at: float | None = None
-
-
-def admit(conn: "Redis", admission: Admission, now: float) -> Admitted:
-    """Send now or queue the delivery in its action's lane (see the module's docstring). One
-    round trip; raises ``RedisError``."""
-    return _admitted(_admit(conn, admission, now))
-
-
-def admit_all(conn: "Redis", admissions: Sequence[Admission], now: float) -> list[Admitted]:
-    """:func:`admit` each, in order, in one round trip (an event's deliveries)."""
-    with conn.pipeline(transaction=False) as pipe:
-        for admission in admissions:
-            _admit(pipe, admission, now)
-        return [_admitted(reply) for reply in pipe.execute()]
-
-
-def _admit(conn: Any, admission: Admission, now: float) -> Any:
-    action, entry, failed_at = admission.action, admission.entry, admission.failed_at
+def admit(
+    conn: "Redis",
+    action: str,
+    sink: str,
+    entry: Entry,
+    now: float,
+    *,
+    failed_at: float | None = None,
+) -> Admitted:
+    """Send now or queue ``entry`` in the action's lane (see the module's docstring).
+    ``failed_at``, for the notification of a failure of a flow, is when the failure was
+    received: when the flow succeeded since, the verdict is ``recovered``. One round trip;
+    raises ``RedisError``."""
     recovered = keys.recovered(*entry.flow.split(":", 1)) if failed_at and entry.flow else ""
-    return conn.eval(
+    reply = conn.eval(
         _ADMIT,
         5,
         keys.lane(action),
@@ -261,15 +246,12 @@ def _admit(conn: Any, admission: Admission, now: float) -> Any:
         keys.LANES,
         recovered or keys.lane_state(action),
         repr(now),
-        repr(PACE.get(admission.sink, 0.0)),
+        repr(PACE.get(sink, 0.0)),
         entry.dump(),
         action,
         repr(failed_at) if recovered else "",
         keys.lane_storm(action),
     )
-
-
-def _admitted(reply: Any) -> Admitted:
     verdict = keys.text(reply[0])
     assert verdict in ("send", "queued", "recovered")
     return Admitted(verdict, int(reply[1]), int(reply[2]), bool(reply[3]))  # type: ignore[arg-type]

@@ -2,12 +2,9 @@
 run it, takes JSON arguments only, and is safe to run more than once: deliveries that
 succeeded are never redone (see :mod:`workers.delivery`)."""
 
-import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,12 +31,10 @@ from workers.delivery import (
     Deliverer,
     DeliveryFailed,
     Incident,
-    Outcome,
     Planned,
     Spec,
     acts,
     add_to_group,
-    ask_state,
     close_incidents,
     delivery_id,
     end_flush,
@@ -47,13 +42,13 @@ from workers.delivery import (
     group_values,
     incident_scope,
     labels_of,
+    load_state,
     not_before,
     note_incident,
     note_notified,
     open_incidents,
     peek_group,
     plan,
-    read_state,
     received_at,
     schedule,
 )
@@ -105,132 +100,27 @@ def route_event(event_ref: str) -> None:
         taker.give_back()
         _route(job, event_ref, job.id)
         deadline = time.monotonic() + adoption.MAX_SECONDS
-        routed = 0
-        while routed < adoption.MAX_EVENTS:
+        for _ in range(adoption.MAX_EVENTS):
             if time.monotonic() > deadline or context.current().stopping:
                 break
-            taken = taker.take_many(min(adoption.BATCH, adoption.MAX_EVENTS - routed))
-            if not taken:
+            if (taken := taker.take()) is None:
                 break
-            routed += len(taken)
-            _route_taken(job, taker, [(job_id, ref) for job_id, ref in taken if ref is not None])
+            job_id, ref = taken
+            if ref is not None:
+                _route_taken(job, taker, job_id, ref)
         taker.done()
     except BaseException:
         taker.give_back()
         raise
 
 
-@dataclass
-class Routing:
-    """One event between its plan and the outcomes of its first deliveries."""
-
-    job_id: str
-    ref: str
-    event: dict[str, Any]
-    planned: list[Planned]
-    sends: list[Spec]
-    deliverer: Deliverer
-
-
-def _route(job: Job, event_ref: str, job_id: str) -> None:
-    """Route one event: plan it (:func:`_prepare`), send the first attempt of every delivery
-    concurrently, note the incidents it opened (:func:`_finish`)."""
-    event = eventlog.load_event(job.connection, event_ref)
-    routing = _prepare(job, event_ref, job_id, event)
-    if routing is not None:
-        ctx = context.current()
-        sends = routing.sends
-        outcomes = ctx.run(routing.deliverer.attempt_all(sends, ctx.client)) if sends else []
-        _finish(job.connection, routing, outcomes)
-
-
-def _route_taken(job: Job, taker: Taker, taken: list[tuple[str, str]]) -> None:
-    """Route the events of taken jobs, a wave at a time (:func:`waves`): a wave's events are
-    planned one by one in queue order, the first deliveries of each going out as soon as it
-    is planned, then each is finished. One whose routing raises goes back to the queue to fail
-    on its own."""
-    conn = job.connection
-    stored = conn.mget([keys.event(ref) for _, ref in taken]) if taken else []
-    events = [json.loads(raw) if raw is not None else None for raw in stored]
-    ctx = context.current()
-    for wave in waves(ctx.config, list(zip(taken, events, strict=True))):
-        routings: list[Routing] = []
-        try:
-            results = ctx.run(_send_wave(job, taker, wave, routings, ctx.client))
-        except JobTimeoutException:
-            # this job's time is up: the events it was routing go back as jobs of their own
-            # (one may be the slow one), the rest of what it holds goes back to the queue
-            for routing in routings:
-                taker.release(routing.job_id)
-            raise
-        for routing, result in zip(routings, results, strict=True):
-            with _alone(taker, routing.job_id, routing.ref):
-                if isinstance(result, BaseException):
-                    raise result
-                _finish(conn, routing, result)
-
-
-async def _send_wave(
-    job: Job, taker: Taker, wave: list["Taken"], routings: list[Routing], client: Any
-) -> list[list[Outcome] | BaseException]:
-    """Plan the wave's events one by one, in order, each added to ``routings``, the first
-    deliveries of each going out while the next is planned; the outcomes of each, what one
-    raised standing for its outcomes."""
-    sending: list[asyncio.Future[list[Outcome]]] = []
-    for (job_id, ref), event in wave:
-        with _alone(taker, job_id, ref):
-            if (routing := _prepare(job, ref, job_id, event)) is not None:
-                routings.append(routing)
-                attempt = routing.deliverer.attempt_all(routing.sends, client)
-                sending.append(asyncio.ensure_future(attempt))
-        await asyncio.sleep(0)  # what was started goes on while the next event is planned
-    return list(await asyncio.gather(*sending, return_exceptions=True))
-
-
-Taken = tuple[tuple[str, str], dict[str, Any] | None]
-"""A taken job's (id, event ref) and its stored event (``None`` once expired)."""
-
-
-def waves(config: Config, taken: list[Taken]) -> Iterator[list[Taken]]:
-    """``taken`` cut, in order, into waves whose events may be routed side by side: what the
-    delivery of one notes (its flow's incident) is read by the plan of no other of its wave. A
-    wave holds failures and successes of distinct flows that meet no expectation; any other
-    event is a wave of its own."""
-    wave: list[Taken] = []
-    flows: set[tuple[str, str]] = set()
-    for item in taken:
-        flow = _plain_flow(config, item[1])
-        if wave and (flow is None or flow in flows):
-            yield wave
-            wave, flows = [], set()
-        wave.append(item)
-        if flow is None:
-            yield wave
-            wave = []
-        else:
-            flows.add(flow)
-    if wave:
-        yield wave
-
-
-def _plain_flow(config: Config, event: dict[str, Any] | None) -> tuple[str, str] | None:
-    """The (source, flow) of a failure or success that meets no expectation; else ``None``."""
-    if event is None or not event.get("flow_id"):
-        return None
-    if event.get("kind") not in (*FAILURE_KINDS, *SUCCESS_KINDS):
-        return None
-    if expectations.met_by(config, event):
-        return None
-    return str(event["source"]), str(event["flow_id"])
-
-
-@contextmanager
-def _alone(taker: Taker, job_id: str, ref: str) -> Iterator[None]:
-    """Give a taken job whose routing raises back to the queue, to run as a job of its own;
-    this job's time limit, once reached, is raised on (after the job went back)."""
+def _route_taken(job: Job, taker: Taker, job_id: str, ref: str) -> None:
+    """Route a taken job's event; one that raises goes back to the queue to fail on its own."""
     try:
-        yield
+        _route(job, ref, job_id)
     except JobTimeoutException:
+        # this job's time is up: the event it was routing goes back as a job of its own (it
+        # may be the slow one), the rest of what it holds goes back to the queue
         taker.release(job_id)
         raise
     except Exception:
@@ -242,16 +132,19 @@ def _alone(taker: Taker, job_id: str, ref: str) -> Iterator[None]:
         taker.release(job_id)
 
 
-def _prepare(job: Job, event_ref: str, job_id: str, event: dict[str, Any] | None) -> Routing | None:
-    """Match the event's routes, record what is suppressed and why, and what is to be sent;
-    ``None`` when nothing is: an event that expired before a worker reached it (logged), a
-    run's outcome routed already."""
+def _route(job: Job, event_ref: str, job_id: str) -> None:
+    """Match the event's routes, record what is suppressed and why, send the first attempt of
+    every delivery concurrently, schedule retries of the failed ones.
+
+    An event that expired before a worker reached it is logged and skipped.
+    """
     conn = job.connection
     source, event_id = keys.split_ref(event_ref)
     extra: dict[str, Any] = {"source": source, "event_id": event_id}
+    event = eventlog.load_event(conn, event_ref)
     if event is None:
         log.warning("event expired before routing", extra=extra)
-        return None
+        return
     # The job's timeline entries go in one command once routing is decided.
     picked = {"job_id": job_id, "worker": job.worker_name}
     if job_id != job.id:
@@ -265,9 +158,8 @@ def _prepare(job: Job, event_ref: str, job_id: str, event: dict[str, Any] | None
         )
         eventlog.append_all(conn, event_ref, entries)
         log.info("run outcome already routed", extra={**extra, "of": first})
-        return None
-    event, silences, incidents = _count_and_load(conn, event)
-    event = _enriched(conn, ctx, event, entries)
+        return
+    event = _enriched(conn, ctx, _count_failures(conn, event), entries)
     log.info(
         "event picked up: %s %s",
         event.get("event"),
@@ -275,7 +167,7 @@ def _prepare(job: Job, event_ref: str, job_id: str, event: dict[str, Any] | None
         extra={**extra, "kind": event.get("kind"), "flow_id": event.get("flow_id")},
     )
     now = datetime.now(UTC)
-    incidents, inhibitors = _state(conn, ctx.config, event, incidents)
+    silences, incidents, inhibitors = _state(conn, ctx.config, event)
     planned = plan(
         ctx.config, event, at=now, silences=silences, incidents=incidents, inhibitors=inhibitors
     )
@@ -286,46 +178,6 @@ def _prepare(job: Job, event_ref: str, job_id: str, event: dict[str, Any] | None
             deliveries=[{"route": p.route, "action": p.action, "kind": p.kind} for p in planned],
         )
     )
-    sends, groups = _sorted(conn, planned, entries, extra)
-    sends.extend(_joined(conn, ctx.config, event, now))
-    deliverer = _deliverer(job)
-    deliverer.events[event_ref] = event
-    with conn.pipeline(transaction=False) as pipe:  # one round trip for all three
-        eventlog.append_all(pipe, event_ref, entries)
-        for spec in sends:
-            pipe.exists(keys.delivered(spec.delivery_id))
-        closed = _close_flow_incidents(pipe, event)
-        replies = pipe.execute()
-    found = replies[len(replies) - len(sends) - len(closed) :][: len(sends)]
-    deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
-    for p in groups:
-        _group(job, event, p)
-    _close_incidents(conn, ctx.config, event, closed)
-    return Routing(job_id, event_ref, event, planned, sends, deliverer)
-
-
-def _finish(conn: Any, routing: Routing, outcomes: list[Outcome]) -> None:
-    """Open or refresh the incidents of the failure notifications delivered."""
-    config = context.current().config
-    failures = {
-        (p.route, p.action)
-        for p in routing.planned
-        if p.kind == "notify" and not p.suppressed and not acts(config, p.action)
-    }
-    for outcome in outcomes:
-        spec = outcome.spec
-        # "skipped": delivered by an earlier run of this job, which may have died before
-        # noting the incident
-        done = outcome.result in ("delivered", "skipped")
-        if done and (spec.route, spec.action) in failures:
-            _note(conn, routing.event, [p.match for p in routing.planned if p.match], spec)
-
-
-def _sorted(
-    conn: Any, planned: list[Planned], entries: list[dict[str, Any]], extra: dict[str, Any]
-) -> tuple[list[Spec], list[Planned]]:
-    """The deliveries to send now and those to group; each suppressed one's entry added to
-    ``entries``, and said (:func:`_held_back`)."""
     sends: list[Spec] = []
     groups: list[Planned] = []
     for p in planned:
@@ -343,55 +195,58 @@ def _sorted(
         elif p.kind == "group":
             groups.append(p)
         else:
-            ref = p.subject or keys.ref(extra["source"], extra["event_id"])
+            ref = p.subject or event_ref
             sends.append(Spec(ref, p.route, p.action, p.kind, p.delivery_id, first_at=time.time()))
-    return sends, groups
-
-
-def _count_and_load(
-    conn: Any, event: dict[str, Any]
-) -> tuple[dict[str, Any], list[Silence], list[Incident]]:
-    """The event with ``consecutive_failures`` (:func:`_count_failures`), the silences and the
-    open incidents of its flow (its expectation's, for a missed one): one round trip (two with
-    incidents)."""
-    scope = incident_scope(event) or event.get("flow_id")
-    with conn.pipeline(transaction=False) as pipe:
-        counted = _count_failures(pipe, event)
-        ask_state(pipe, str(event["source"]), scope)
+    sends.extend(_joined(conn, ctx.config, event, now))
+    deliverer = _deliverer(job)
+    deliverer.events[event_ref] = event
+    with conn.pipeline(transaction=False) as pipe:  # one round trip for both
+        eventlog.append_all(pipe, event_ref, entries)
+        for spec in sends:
+            pipe.exists(keys.delivered(spec.delivery_id))
         replies = pipe.execute()
-    silences, incidents = read_state(conn, replies[len(replies) - (2 if scope else 1) :], scope)
-    return counted(replies), silences, incidents
+    found = replies[len(replies) - len(sends) :]
+    deliverer.known = {s.delivery_id: bool(done) for s, done in zip(sends, found, strict=True)}
+    for p in groups:
+        _group(job, event, p)
+    _close_incidents(conn, ctx.config, event)
+    outcomes = ctx.run(deliverer.attempt_all(sends, ctx.client)) if sends else []
+    failures = {
+        (p.route, p.action)
+        for p in planned
+        if p.kind == "notify" and not p.suppressed and not acts(ctx.config, p.action)
+    }
+    for outcome in outcomes:
+        spec = outcome.spec
+        # "skipped": delivered by an earlier run of this job, which may have died before
+        # noting the incident
+        done = outcome.result in ("delivered", "skipped")
+        if done and (spec.route, spec.action) in failures:
+            _note(conn, event, [p.match for p in planned if p.match], spec)
 
 
 def _state(
-    conn: Any, config: Config, event: dict[str, Any], incidents: list[Incident]
-) -> tuple[list[Incident], list[Inhibitor]]:
-    """The open incidents the event may repeat or resolve: its flow's (``incidents``), the
-    source's webhooks-missing one for webhooks resuming, and those of the expectations a
-    success meets; and the open incidents that may inhibit it, the event itself noted among
-    them when it is one."""
+    conn: Any, config: Config, event: dict[str, Any]
+) -> tuple[list[Silence], list[Incident], list[Inhibitor]]:
+    """The silences; the open incidents the event may repeat or resolve: its flow's (its
+    expectation's, for a missed one), and those of the expectations a success meets; and the
+    open incidents that may inhibit it, the event itself noted among them when it is one."""
+    source = str(event["source"])
+    silences, incidents = load_state(conn, source, incident_scope(event) or event.get("flow_id"))
     if event.get("kind") == WEBHOOKS_RESUMED:
-        incidents = incidents + open_incidents(conn, str(event["source"]), WEBHOOKS_SCOPE)
+        incidents = incidents + open_incidents(conn, source, WEBHOOKS_SCOPE)
     inhibitors = inhibition.note_and_load(conn, config, event)
-    return incidents + expectations.incidents_met(conn, config, event), inhibitors
+    return silences, incidents + expectations.incidents_met(conn, config, event), inhibitors
 
 
-def _close_flow_incidents(pipe: Any, event: dict[str, Any]) -> list[tuple[str, str]]:
-    """Queue in ``pipe`` the closing of a success's flow's incidents; the (source, flow) closed."""
-    if event.get("kind") not in SUCCESS_KINDS or not event.get("flow_id"):
-        return []
-    at = received_at(event) or time.time()
-    close_incidents(pipe, str(event["source"]), str(event["flow_id"]), at)
-    return [(str(event["source"]), str(event["flow_id"]))]
-
-
-def _close_incidents(
-    conn: Any, config: Config, event: dict[str, Any], closed: list[tuple[str, str]]
-) -> None:
-    """Webhooks resuming close the source's webhooks-missing incident, a success those of the
-    expectations it meets (its flow's are ``closed`` already); what they inhibited is routed
-    again."""
-    closed = list(closed)
+def _close_incidents(conn: Any, config: Config, event: dict[str, Any]) -> None:
+    """A success closes its flow's incidents, and those of the expectations it meets, webhooks
+    resuming the source's webhooks-missing one; what they inhibited is routed again."""
+    closed: list[tuple[str, str]] = []
+    if event.get("kind") in SUCCESS_KINDS and event.get("flow_id"):
+        at = received_at(event) or time.time()
+        close_incidents(conn, str(event["source"]), str(event["flow_id"]), at)
+        closed.append((str(event["source"]), str(event["flow_id"])))
     if event.get("kind") == WEBHOOKS_RESUMED:
         at = received_at(event) or time.time()
         close_incidents(conn, str(event["source"]), WEBHOOKS_SCOPE, at)
@@ -490,22 +345,23 @@ def _enriched(
     )
 
 
-def _count_failures(pipe: Any, event: dict[str, Any]) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    """Queue in ``pipe`` the count of the event's flow's failures in a row, itself included
-    (0 for a success; none for other kinds); a function of the pipeline's replies that gives
-    the event with its ``consecutive_failures``."""
+def _count_failures(conn: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with ``consecutive_failures``: its flow's failures in a row, itself included
+    (0 for a success; unset for other kinds)."""
     flow_id, kind = event.get("flow_id"), event.get("kind")
     if not flow_id or kind not in (*FAILURE_KINDS, *SUCCESS_KINDS):
-        return lambda replies: event
+        return event
     key = keys.failures(str(event["source"]), str(flow_id))
     if kind in SUCCESS_KINDS:
-        pipe.delete(key)
-        return lambda replies: {**event, "consecutive_failures": "0"}
+        conn.delete(key)
+        return {**event, "consecutive_failures": "0"}
     # a set of the failures' refs: an event routed again (a retried job, a replay) counts once
-    pipe.sadd(key, keys.ref(str(event["source"]), str(event["id"])))
-    pipe.scard(key)
-    pipe.expire(key, INCIDENT_TTL)
-    return lambda replies: {**event, "consecutive_failures": str(replies[1])}
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.sadd(key, keys.ref(str(event["source"]), str(event["id"])))
+        pipe.scard(key)
+        pipe.expire(key, INCIDENT_TTL)
+        _, count, _ = pipe.execute()
+    return {**event, "consecutive_failures": str(count)}
 
 
 def _note(conn: Any, event: dict[str, Any], routes: Iterable[Match], spec: Spec) -> None:

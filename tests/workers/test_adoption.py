@@ -54,56 +54,6 @@ def test_a_routed_job_leaves_the_takers_list_and_its_hash_is_deleted(redis: Redi
     assert not redis.exists(keys.adopted("route-me"))
 
 
-def test_takes_several_at_once_in_queue_order_up_to_the_count(redis: Redis) -> None:
-    jobs = [route_job(redis, f"etl:ev-{i}") for i in range(8)]
-    taker = holder(redis, "route-me")
-    assert taker.take_many(3) == [(job.id, f"etl:ev-{i}") for i, job in enumerate(jobs[:3])]
-    assert queued(redis) == [job.id for job in jobs[3:]]
-    assert taker.take_many(3) == [(job.id, f"etl:ev-{i + 3}") for i, job in enumerate(jobs[3:5])]
-
-
-def test_takes_half_of_what_waits_for_the_other_workers_at_least_one(redis: Redis) -> None:
-    jobs = [route_job(redis, f"etl:ev-{i}") for i in range(5)]
-    taker = holder(redis, "route-me")
-    assert [job_id for job_id, _ in taker.take_many(16)] == [job.id for job in jobs[:2]]
-    assert [job_id for job_id, _ in taker.take_many(16)] == [jobs[2].id]
-    assert [job_id for job_id, _ in taker.take_many(16)] == [jobs[3].id]
-    assert [job_id for job_id, _ in taker.take_many(16)] == [jobs[4].id]
-    assert taker.take_many(16) == []
-
-
-def test_taking_more_marks_every_event_taken_before_as_routed(redis: Redis) -> None:
-    jobs = [route_job(redis, f"etl:ev-{i}") for i in range(6)]
-    taker = holder(redis, "route-me")
-    taker.take_many(2)
-    taker.take_many(2)  # the first two are routed by now
-    assert [redis.exists(job.key) for job in jobs] == [0, 0, 1, 1, 1, 1]
-    held = [keys.text(i) for i in redis.lrange(keys.adopted("route-me"), 0, -1)]
-    assert held == [jobs[2].id, jobs[3].id]
-    taker.done()
-    assert not any(redis.exists(job.key) for job in jobs[:4])
-    assert not redis.exists(keys.adopted("route-me"))
-
-
-def test_a_job_released_from_several_taken_runs_alone_the_rest_is_routed(redis: Redis) -> None:
-    jobs = [route_job(redis, f"etl:ev-{i}") for i in range(6)]
-    taker = holder(redis, "route-me")
-    taker.take_many(3)
-    taker.release(jobs[1].id)
-    taker.done()
-    assert queued(redis) == [jobs[1].id, *(job.id for job in jobs[3:])]
-    assert [redis.exists(job.key) for job in jobs[:3]] == [0, 1, 0]
-    assert redis.exists(keys.solo(jobs[1].id))
-
-
-def test_several_taken_go_back_in_order_when_the_taker_gives_back(redis: Redis) -> None:
-    jobs = [route_job(redis, f"etl:ev-{i}") for i in range(6)]
-    taker = holder(redis, "route-me")
-    taker.take_many(3)
-    assert taker.give_back() == 3
-    assert queued(redis) == [job.id for job in jobs]
-
-
 def test_stops_at_a_job_that_is_not_a_route_job(redis: Redis) -> None:
     route_job(redis, "etl:ev-1")
     queue = Queue(keys.QUEUE, connection=redis, serializer=JSONSerializer)
