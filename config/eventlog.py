@@ -141,6 +141,31 @@ def search(
     return len(found), [s.event for s in _load_many(conn, page_refs, timelines=False)]
 
 
+SEARCHED = ("id", "flow_name", "flow_id", "error")
+"""The fields a free-text search looks in."""
+
+
+def mentions(event: Mapping[str, Any], text: str) -> bool:
+    """Whether the event's id, flow name, flow id or error contains ``text`` (case aside)."""
+    wanted = text.casefold()
+    return any(wanted in str(event.get(name) or "").casefold() for name in SEARCHED)
+
+
+def matching(conn: "Redis", filters: Filters, text: str) -> Iterator[dict[str, Any]]:
+    """The events ``filters`` pass whose id, flow name, flow id or error contains ``text``,
+    newest first: every event of the window is read until the caller stops."""
+    for stored in scan(conn, filters):
+        if filters.accepts(stored.event) and mentions(stored.event, text):
+            yield stored.event
+
+
+def received_within(conn: "Redis", hours: float, now: float) -> Iterator[dict[str, Any]]:
+    """The events received in the ``hours`` before ``now`` (epoch seconds), newest first."""
+    until = int(now * 1000)
+    window = Filters(since_ms=until - int(hours * 3_600_000), until_ms=until)
+    return (stored.event for stored in scan(conn, window))
+
+
 def scan(
     conn: "Redis", filters: Filters = Filters(), *, timelines: bool = False
 ) -> Iterator[StoredEvent]:

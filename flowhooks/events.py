@@ -20,7 +20,6 @@ from flowhooks import eventview, params
 from flowhooks.common import Group, Target, fail, redis_option, usage
 from flowhooks.output import Output, cell, document, lines, output_option, when
 from flowhooks.tail import Follower, Seen
-from receiver.admin.reports import mentions
 from receiver.jobs import ROUTE_RETRY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,12 +88,7 @@ def events_list(  # noqa: PLR0917 (one parameter per option, as click passes the
     filters = Filters(source, kind, flow_id, status, _ms(since), _ms(until))
     conn = redis.connect()
     if text:
-        matching = (
-            stored.event
-            for stored in eventlog.scan(conn, filters)
-            if filters.accepts(stored.event) and mentions(stored.event, text)
-        )
-        found = list(itertools.islice(matching, limit + 1))
+        found = list(itertools.islice(eventlog.matching(conn, filters, text), limit + 1))
         total = len(found)  # one more than shown says there are more
         found = found[:limit]
     else:

@@ -6,9 +6,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 from redis import Redis
@@ -118,19 +117,15 @@ def silence_preview(matchers: tuple[str, ...], hours: float, output: Output, red
     the console's silence form says), before adding it."""
     try:
         given = [str(parse(text, MATCHABLE)) for text in matchers]
-        count = silences.would_match(given, _recent(redis.connect(), hours))
+        count = silences.would_match(
+            given, eventlog.received_within(redis.connect(), hours, time.time())
+        )
     except ValueError as exc:
         usage(str(exc))
     if output == "json":
         document({"matchers": given, "hours": hours, "matching": count})
     else:
         click.echo(f"{count} events of the last {hours:g} h match {' '.join(given)}")
-
-
-def _recent(conn: Redis, hours: float) -> Iterator[dict[str, Any]]:
-    until = int(time.time() * 1000)
-    window = eventlog.Filters(since_ms=until - int(hours * 3_600_000), until_ms=until)
-    return (stored.event for stored in eventlog.scan(conn, window))
 
 
 @silence.command("list")

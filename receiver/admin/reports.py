@@ -27,16 +27,6 @@ def row(event: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in event.items() if name != "raw"}
 
 
-SEARCHED = ("id", "flow_name", "flow_id", "error")
-"""The fields a free-text search looks in."""
-
-
-def mentions(event: Mapping[str, Any], text: str) -> bool:
-    """Whether the event's id, flow name, flow id or error contains ``text`` (case aside)."""
-    wanted = text.casefold()
-    return any(wanted in str(event.get(name) or "").casefold() for name in SEARCHED)
-
-
 def readable(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
     """A timeline entry's own fields as a person reads them: names with spaces, durations in
     words (``duration_ms``, ``wait_s``), lists joined, anything nested as JSON."""

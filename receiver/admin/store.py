@@ -49,20 +49,18 @@ class Store:
             total, found = eventlog.search(self.conn, filters, limit=limit, offset=offset)
             return total, [reports.row(e) for e in found]
         total, page = 0, []
-        for stored in eventlog.scan(self.conn, filters):
-            if filters.accepts(stored.event) and reports.mentions(stored.event, text):
-                if offset <= total < offset + limit:
-                    page.append(reports.row(stored.event))
-                total += 1
+        for event in eventlog.matching(self.conn, filters, text):
+            if offset <= total < offset + limit:
+                page.append(reports.row(event))
+            total += 1
         return total, page
 
     def silence_preview(self, matchers: list[str], hours: float) -> int:
         """How many events received in the last ``hours`` a silence of ``matchers`` would
         match; raise ``ValueError`` for a matcher that cannot be used."""
-        until = int(self.clock() * 1000)
-        window = Filters(since_ms=until - int(hours * 3600 * 1000), until_ms=until)
-        events = (stored.event for stored in eventlog.scan(self.conn, window))
-        return silences.would_match(matchers, events)
+        return silences.would_match(
+            matchers, eventlog.received_within(self.conn, hours, self.clock())
+        )
 
     def find(self, event_id: str, source: str | None = None) -> list[str]:
         """Refs of the events with this id (in ``source``); ``event_id`` may be a ref."""
