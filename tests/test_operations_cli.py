@@ -27,6 +27,7 @@ from config.loader import load
 from flowhooks.routestest import load_event
 from flowhooks.sendtest import sample
 from tests.cli_support import Run, columns, flowhooks, json_lines, ok, refused
+from tests.receiver.admin.support import store
 from tests.support import FLOWHOOKS, child_env, free_port
 from workers.delivery import Deliverer, Spec, delivery_id, note_incident
 from workers.metrics import WorkerMetrics
@@ -490,6 +491,10 @@ def test_silence_add_list_query_and_expire(cli: Cli, redis: Redis) -> None:
         "hours": 24.0,
         "matching": 0,
     }
+    store(redis, "pv-failed")  # a flow.failed event received now
+    store(redis, "pv-ok", kind="flow.succeeded", event="FLOW_SUCCESS", status="success")
+    counted = json.loads(ok(cli("silence", "preview", "kind=flow.failed", "-o", "json")))
+    assert counted["matching"] == 1
     refused = cli("silence", "preview", "kind=flow_failed")
     assert refused.returncode == 2 and "unknown kind 'flow_failed'" in refused.stderr
 
