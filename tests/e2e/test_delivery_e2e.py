@@ -212,7 +212,8 @@ def test_a_failure_retried_past_the_recovery_does_not_hold_back_the_next_one(
 def test_a_page_retried_past_the_recovery_is_not_sent(pager_only: Flowhooks, sinks: Sinks) -> None:
     """The failure's trigger is refused (429) until the flow's next success was routed: sent
     then, it would open an incident that nothing resolves, so it is skipped."""
-    sinks.pagerduty.reset(Reply(429, b"{}", headers={"Retry-After": "4"}))
+    # long enough for the success to be routed first on a busy machine
+    sinks.pagerduty.reset(Reply(429, b"{}", headers={"Retry-After": "15"}))
     stale = pager_only.post("FLOW_FAILED", "pd-stale-1", flow_id=1602, flow_name="ledger")
     pager_only.wait_deliveries(stale, "pager", 1)
     recovered = pager_only.post("FLOW_SUCCESS", "pd-stale-ok", flow_id=1602, flow_name="ledger")
