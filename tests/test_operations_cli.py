@@ -298,8 +298,9 @@ def test_open_incidents_hold_back_repeats_and_are_resolved(
     config = load(config_file, {**os.environ, **SECRETS})
     event = {"id": "ev-0", "source": "etl", "flow_id": "12345", "kind": "flow.failed"}
     route = next(m for m in match(config.routes, {"kind": "flow.failed"}) if "chat" in m.actions)
-    note_incident(redis, event, route, "pager", time.time() - 600)
-    args = ("routes", "test", "--config", str(config_file))
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    note_incident(redis, event, route, "pager", noon.timestamp() - 600)
+    args = ("routes", "test", "--config", str(config_file), "--at", noon.isoformat())
 
     failed = stored_failure(cli, redis, tmp_path)
     out = ok(cli(*args, "--event", str(failed), "--expect", "chat,ops"))
